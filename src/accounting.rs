@@ -1,0 +1,142 @@
+//! The end of a routed request: settle usage, and write its one log line.
+//!
+//! An [`Exchange`] is created when an upstream answers and travels with the
+//! response: the handler finishes it for JSON bodies, the relay for streams.
+//! If it is dropped unfinished (the client went away mid-body or mid-stream,
+//! or the task was cancelled) its `Drop` settles the reservation with an
+//! estimate and logs `client_disconnected`, so usage is never lost.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::routing::Group;
+use crate::usage::{Reservation, Settlement, TokenUsage};
+
+/// What is known about a request before it is routed.
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    pub request_id: Arc<str>,
+    pub endpoint: &'static str,
+    pub started: Instant,
+}
+
+/// How a response ended.
+#[derive(Debug, Clone, Copy)]
+pub struct End {
+    pub usage: Option<TokenUsage>,
+    /// Completion chunks streamed, counted as tokens when usage is unknown.
+    pub streamed: u64,
+    /// The upstream failed (counts an error and the error penalty).
+    pub failed: bool,
+    pub outcome: &'static str,
+}
+
+impl End {
+    pub fn ok(usage: Option<TokenUsage>) -> Self {
+        Self {
+            usage,
+            streamed: 0,
+            failed: false,
+            outcome: "ok",
+        }
+    }
+}
+
+pub struct Exchange {
+    pub info: RequestInfo,
+    pub group: Arc<Group>,
+    pub candidate: usize,
+    pub status: u16,
+    pub attempts: u32,
+    reservation: Option<Reservation>,
+    penalties: (u64, u64),
+}
+
+impl Exchange {
+    pub fn new(
+        info: RequestInfo,
+        group: Arc<Group>,
+        candidate: usize,
+        status: u16,
+        attempts: u32,
+        reservation: Reservation,
+        penalties: (u64, u64),
+    ) -> Self {
+        Self {
+            info,
+            group,
+            candidate,
+            status,
+            attempts,
+            reservation: Some(reservation),
+            penalties,
+        }
+    }
+
+    pub fn finish(mut self, end: End) {
+        self.settle(end);
+    }
+
+    fn settle(&mut self, end: End) {
+        let Some(reservation) = self.reservation.take() else {
+            return;
+        };
+        let prompt_estimate = reservation.prompt_estimate();
+        reservation.settle(Settlement {
+            usage: end.usage,
+            streamed_tokens: end.streamed,
+            failed: end.failed,
+            request_penalty: self.penalties.0,
+            error_penalty: self.penalties.1,
+        });
+        let c = &self.group.candidates[self.candidate];
+        let tokens = end.usage.unwrap_or(TokenUsage {
+            prompt_tokens: prompt_estimate,
+            completion_tokens: end.streamed,
+            total_tokens: prompt_estimate + end.streamed,
+        });
+        tracing::info!(
+            target: "llm_router::request",
+            request_id = %self.info.request_id,
+            endpoint = self.info.endpoint,
+            group = ?&*self.group.name,
+            provider = %c.provider.name,
+            model = ?&*c.model,
+            key = %c.key.alias,
+            status = self.status,
+            outcome = end.outcome,
+            attempts = self.attempts,
+            prompt_tokens = tokens.prompt_tokens,
+            completion_tokens = tokens.completion_tokens,
+            total_tokens = tokens.total_tokens,
+            usage_estimated = end.usage.is_none(),
+            latency_ms = self.info.started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        self.settle(End {
+            usage: None,
+            streamed: 0,
+            failed: false,
+            outcome: "client_disconnected",
+        });
+    }
+}
+
+/// Logs a request that was answered without reaching an upstream.
+pub fn log_rejected(info: &RequestInfo, group: Option<&str>, status: u16, code: &str) {
+    tracing::info!(
+        target: "llm_router::request",
+        request_id = %info.request_id,
+        endpoint = info.endpoint,
+        group = ?group,
+        status,
+        outcome = code,
+        latency_ms = info.started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+}

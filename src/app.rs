@@ -1,0 +1,100 @@
+//! The running router's shared state.
+//!
+//! [`Runtime`] is everything derived from one config: the config itself, the
+//! routing table and precomputed responses. It sits behind an `ArcSwap`, so a
+//! request takes one lock-free snapshot at its start and keeps it to the end,
+//! and a reload swaps in a new one without disturbing requests in flight.
+//! The usage ledger, the health book and the upstream client outlive reloads.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+
+use crate::config::Config;
+use crate::routing::{HealthBook, Routes};
+use crate::upstream::Upstream;
+use crate::usage::Ledger;
+
+/// Everything built from one config.
+pub struct Runtime {
+    pub config: Arc<Config>,
+    pub routes: Routes,
+    /// The `/v1/models` body.
+    pub models_body: Bytes,
+}
+
+impl Runtime {
+    pub fn build(config: Config, ledger: &Ledger, health: &HealthBook) -> Self {
+        let routes = Routes::build(&config, ledger, health);
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let data: Vec<_> = routes
+            .group_order
+            .iter()
+            .map(|name| {
+                serde_json::json!({
+                    "id": &**name,
+                    "object": "model",
+                    "created": created,
+                    "owned_by": "llm-router",
+                })
+            })
+            .collect();
+        let models_body = Bytes::from(
+            serde_json::to_vec(&serde_json::json!({"object": "list", "data": data}))
+                .unwrap_or_default(),
+        );
+        Self {
+            config: Arc::new(config),
+            routes,
+            models_body,
+        }
+    }
+}
+
+pub struct Shared {
+    runtime: ArcSwap<Runtime>,
+    pub upstream: Upstream,
+    pub ledger: Arc<Ledger>,
+    pub health: Arc<HealthBook>,
+}
+
+/// Cheap to clone; handed to every handler.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Builds the state for a validated config.
+    pub fn new(config: Config) -> anyhow::Result<Self> {
+        let ledger = Arc::new(Ledger::new());
+        let health = Arc::new(HealthBook::default());
+        let upstream = Upstream::new(&config.timeouts)?;
+        let runtime = Runtime::build(config, &ledger, &health);
+        Ok(Self(Arc::new(Shared {
+            runtime: ArcSwap::from_pointee(runtime),
+            upstream,
+            ledger,
+            health,
+        })))
+    }
+
+    /// The current config and routes, for the whole of one request.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Swaps in a new validated config; requests in flight keep the old one.
+    pub fn replace_config(&self, config: Config) {
+        let runtime = Runtime::build(config, &self.ledger, &self.health);
+        self.runtime.store(Arc::new(runtime));
+    }
+}

@@ -1,0 +1,304 @@
+//! The config file: schema, loading and validation.
+//!
+//! The schema is the Go llm-router's (`port`, `api_key`, `groups`,
+//! `providers`, `error_penalty`, `request_penalty`) plus our additions, each
+//! with a default, so an existing Go config loads unchanged. Unknown keys are
+//! errors. Loading is two steps: serde parses (and expands `${ENV}` inside
+//! every string), then [`Config::validate`] collects *every* problem at once.
+//! Code past [`Config::load`] never meets an invalid config.
+//!
+//! Secrets stay inside [`Secret`]; nothing in this module prints them.
+
+mod env;
+mod secret;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+pub use env::expand as expand_env;
+pub use secret::Secret;
+pub use validate::Problem;
+
+/// Default request body limit: 32 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_port")]
+    pub port: u16,
+    #[serde(default = "default_host", deserialize_with = "env::expanded_string")]
+    pub host: String,
+    /// The bearer token clients must present on `/v1/*`.
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    /// Tokens added to a (key, model) pair's usage for each failed request.
+    #[serde(default)]
+    pub error_penalty: u64,
+    /// Tokens added to a (key, model) pair's usage for each request.
+    #[serde(default)]
+    pub request_penalty: u64,
+    #[serde(default)]
+    pub groups: Vec<GroupConfig>,
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
+    #[serde(default)]
+    pub cors: CorsConfig,
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: u64,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub retries: Retries,
+    #[serde(default)]
+    pub cooldown: Cooldown,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    #[serde(deserialize_with = "env::expanded_string")]
+    pub name: String,
+    #[serde(default)]
+    pub models: Vec<ModelConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Higher weight means used less; 0 means "always prefer". Omitted means
+    /// 0, as in the Go router. Signed so a negative value is reported by
+    /// validation with its path rather than as a type error.
+    #[serde(default)]
+    pub weight: i64,
+    #[serde(deserialize_with = "env::expanded_string")]
+    pub provider: String,
+    #[serde(deserialize_with = "env::expanded_string")]
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    #[serde(deserialize_with = "env::expanded_string")]
+    pub name: String,
+    #[serde(deserialize_with = "env::expanded_string")]
+    pub base_url: String,
+    #[serde(default)]
+    pub api_keys: Vec<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Exact origins, or `"*"` for any origin (never with credentials).
+    #[serde(
+        default = "default_origins",
+        deserialize_with = "env::expanded_strings"
+    )]
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Self {
+            allowed_origins: default_origins(),
+        }
+    }
+}
+
+/// Upstream timeouts, as humantime strings (`"10s"`, `"2m"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    #[serde(deserialize_with = "duration")]
+    pub connect: Duration,
+    /// Until the upstream's response headers arrive.
+    #[serde(deserialize_with = "duration")]
+    pub first_byte: Duration,
+    /// Longest gap between body chunks (stream events).
+    #[serde(deserialize_with = "duration")]
+    pub idle: Duration,
+    /// Whole request, failover included.
+    #[serde(deserialize_with = "duration")]
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            first_byte: Duration::from_secs(120),
+            idle: Duration::from_secs(120),
+            total: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retries {
+    /// Upstream attempts per request, the first one included.
+    pub max_attempts: u32,
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Self { max_attempts: 3 }
+    }
+}
+
+/// Passive health: how long a failing key (or key and model) is skipped.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cooldown {
+    /// First cooldown; doubles with each consecutive failure.
+    #[serde(deserialize_with = "duration")]
+    pub base: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub max: Duration,
+}
+
+impl Default for Cooldown {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+fn default_port() -> u16 {
+    8080
+}
+fn default_host() -> String {
+    "0.0.0.0".into()
+}
+fn default_max_body_bytes() -> u64 {
+    DEFAULT_MAX_BODY_BYTES
+}
+fn default_origins() -> Vec<String> {
+    vec!["*".into()]
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = env::expanded_string(d)?;
+    humantime::parse_duration(&text)
+        .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
+}
+
+/// Everything wrong with a config file, ready to show an operator.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "{}: {n} problem{}:",
+            self.file.display(),
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The format of a config file, from its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Json,
+}
+
+impl Format {
+    pub fn of(path: &Path) -> Option<Self> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "yaml" | "yml" => Some(Self::Yaml),
+            "json" => Some(Self::Json),
+            _ => None,
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let fail = |problems| ConfigError {
+            file: path.to_owned(),
+            problems,
+        };
+        let format = Format::of(path).ok_or_else(|| {
+            fail(vec![Problem::new(
+                "",
+                "unknown config format: use a .yaml, .yml or .json file",
+            )])
+        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| fail(vec![Problem::new("", format!("cannot read file: {e}"))]))?;
+        let config = Self::parse(&text, format).map_err(|p| fail(vec![p]))?;
+        let problems = config.validate();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(fail(problems))
+        }
+    }
+
+    /// Parses config text without validating it.
+    pub fn parse(text: &str, format: Format) -> Result<Self, Problem> {
+        match format {
+            Format::Json => {
+                let de = &mut serde_json::Deserializer::from_str(text);
+                serde_path_to_error::deserialize(de).map_err(|e| {
+                    let path = e.path().to_string();
+                    let inner = e.into_inner();
+                    Problem::new(path, strip_position(&inner.to_string())).at_line(inner.line())
+                })
+            }
+            Format::Yaml => {
+                let mut path = String::new();
+                // No snippet: it would echo config lines, and those can hold keys.
+                let options = serde_saphyr::options! { with_snippet: false };
+                serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+                    serde_path_to_error::deserialize(de).map_err(|e| {
+                        path = e.path().to_string();
+                        e.into_inner()
+                    })
+                })
+                .map_err(|e| {
+                    let line = e.location().map(|l| l.line() as usize);
+                    let path = if path == "." { String::new() } else { path };
+                    Problem::new(path, strip_position(&e.to_string())).at_optional_line(line)
+                })
+            }
+        }
+    }
+
+    /// Every problem with this config; empty when it is valid.
+    pub fn validate(&self) -> Vec<Problem> {
+        validate::validate(self)
+    }
+}
+
+/// Both parsers append " at line L, column C" (serde-saphyr with a comma,
+/// serde_json without); we report the line ourselves.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+#[cfg(test)]
+mod tests;

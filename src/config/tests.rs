@@ -1,0 +1,144 @@
+use super::*;
+
+const GO_EXAMPLE_YAML: &str = r#"
+port: 8080
+api_key: "your-api-key-here"
+
+groups:
+  - name: "gpt-4-turbo"
+    models:
+      - weight: 1
+        provider: "openai"
+        name: "gpt-4-turbo-preview"
+      - weight: 2
+        provider: "openai"
+        name: "gpt-4"
+
+  - name: "fast-model"
+    models:
+      - weight: 1
+        provider: "openai"
+        name: "gpt-3.5-turbo"
+      - weight: 2
+        provider: "openrouter"
+        name: "openai/gpt-3.5-turbo"
+
+providers:
+  - name: "openai"
+    base_url: "https://api.openai.com/v1"
+    api_keys:
+      - "sk-your-openai-key-here"
+
+  - name: "openrouter"
+    base_url: "https://openrouter.ai/api/v1"
+    api_keys:
+      - "sk-your-openrouter-key-here"
+"#;
+
+#[test]
+fn the_go_routers_example_config_loads_unchanged() {
+    let c = Config::parse(GO_EXAMPLE_YAML, Format::Yaml).unwrap();
+    assert!(c.validate().is_empty(), "{:?}", c.validate());
+    assert_eq!(c.port, 8080);
+    assert_eq!(c.groups.len(), 2);
+    assert_eq!(c.groups[1].models[1].name, "openai/gpt-3.5-turbo");
+    assert_eq!(
+        c.providers[1].api_keys[0].expose(),
+        "sk-your-openrouter-key-here"
+    );
+    assert_eq!(c.error_penalty, 0);
+    assert_eq!(c.retries.max_attempts, 3);
+}
+
+#[test]
+fn json_config_with_penalties_loads() {
+    let json = r#"{"port": 9000, "api_key": "k", "error_penalty": 500, "request_penalty": 10,
+        "groups": [{"name": "g", "models": [{"weight": 0, "provider": "p", "name": "m"}]}],
+        "providers": [{"name": "p", "base_url": "http://127.0.0.1:1/v1", "api_keys": ["a", "b"]}]}"#;
+    let c = Config::parse(json, Format::Json).unwrap();
+    assert!(c.validate().is_empty());
+    assert_eq!((c.error_penalty, c.request_penalty), (500, 10));
+}
+
+#[test]
+fn unknown_keys_are_errors_with_their_path() {
+    let yaml = "api_key: k\nproviders:\n  - name: p\n    base_url: http://x\n    api_keys: [a]\n    apikey: typo\n";
+    let err = Config::parse(yaml, Format::Yaml).unwrap_err();
+    assert!(err.message.contains("apikey"), "{err}");
+    assert_eq!(err.path, "providers[0].apikey");
+    assert_eq!(err.line, Some(6), "{err}");
+
+    let json = r#"{"api_key": "k", "groups": [{"name": "g", "modles": []}]}"#;
+    let err = Config::parse(json, Format::Json).unwrap_err();
+    assert!(err.message.contains("modles"), "{err}");
+    assert!(err.path.starts_with("groups[0]"), "{err}");
+}
+
+#[test]
+fn validation_lists_every_problem() {
+    let yaml = r#"
+api_key: k
+groups:
+  - name: a
+    models:
+      - {weight: -1, provider: nope, name: m}
+  - name: a
+    models: []
+providers:
+  - {name: p, base_url: "ftp://x", api_keys: []}
+  - {name: p, base_url: "not a url", api_keys: ["k"]}
+"#;
+    let c = Config::parse(yaml, Format::Yaml).unwrap();
+    let problems: Vec<String> = c.validate().iter().map(ToString::to_string).collect();
+    let all = problems.join("\n");
+    for expected in [
+        "groups[0].models[0].weight: must be 0 or more",
+        "groups[0].models[0].provider: unknown provider \"nope\"",
+        "groups[1].name: duplicate group name",
+        "groups[1].models: group \"a\" has no models",
+        "providers[0].base_url",
+        "providers[0].api_keys: must list at least one key",
+        "providers[1].name: duplicate provider name",
+        "providers[1].base_url",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+}
+
+#[test]
+fn missing_api_key_is_a_problem() {
+    let c = Config::parse("groups: []", Format::Yaml).unwrap();
+    assert!(c.validate().iter().any(|p| p.path == "api_key"));
+}
+
+#[test]
+fn env_references_are_expanded_and_missing_ones_named() {
+    // SAFETY: tests in this module use variable names unique to them.
+    unsafe { std::env::set_var("LLM_ROUTER_TEST_KEY_A", "sk-from-env") };
+    let yaml = "api_key: \"${LLM_ROUTER_TEST_KEY_A}\"\n";
+    let c = Config::parse(yaml, Format::Yaml).unwrap();
+    assert_eq!(c.api_key.unwrap().expose(), "sk-from-env");
+
+    let yaml = "api_key: k\nproviders:\n  - name: p\n    base_url: http://x\n    api_keys: [\"${LLM_ROUTER_TEST_UNSET_B}\"]\n";
+    let err = Config::parse(yaml, Format::Yaml).unwrap_err();
+    assert!(err.message.contains("LLM_ROUTER_TEST_UNSET_B"), "{err}");
+    assert_eq!(err.line, Some(5), "{err}");
+}
+
+#[test]
+fn durations_parse_as_humantime() {
+    let yaml = "api_key: k\ntimeouts: {connect: 2s, first_byte: 1m}\n";
+    let c = Config::parse(yaml, Format::Yaml).unwrap();
+    assert_eq!(c.timeouts.connect, Duration::from_secs(2));
+    assert_eq!(c.timeouts.first_byte, Duration::from_secs(60));
+    assert_eq!(c.timeouts.total, Duration::from_secs(1800));
+    let err = Config::parse("timeouts: {idle: soon}\n", Format::Yaml).unwrap_err();
+    assert!(err.message.contains("invalid duration"), "{err}");
+}
+
+#[test]
+fn format_follows_the_extension() {
+    assert_eq!(Format::of(Path::new("a/config.YML")), Some(Format::Yaml));
+    assert_eq!(Format::of(Path::new("config.json")), Some(Format::Json));
+    assert_eq!(Format::of(Path::new("config.toml")), None);
+}

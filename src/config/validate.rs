@@ -1,0 +1,193 @@
+//! One pass over a parsed config that collects every problem, each with the
+//! path of the offending value, so `llm-router check` can list them all.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use super::Config;
+
+/// One thing wrong with a config: where, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Path inside the document, e.g. `groups[1].models[0].provider`.
+    pub path: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            line: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn at_line(mut self, line: usize) -> Self {
+        self.line = Some(line);
+        self
+    }
+
+    pub fn at_optional_line(mut self, line: Option<usize>) -> Self {
+        self.line = line;
+        self
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+pub(super) fn validate(config: &Config) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut push = |path: String, message: String| problems.push(Problem::new(path, message));
+
+    match &config.api_key {
+        None => push(
+            "api_key".into(),
+            "missing: clients must authenticate; set api_key (for example \"${LLM_ROUTER_API_KEY}\")"
+                .into(),
+        ),
+        Some(key) if key.is_empty() => push("api_key".into(), "must not be empty".into()),
+        Some(_) => {}
+    }
+
+    let mut provider_names = HashSet::new();
+    for (i, provider) in config.providers.iter().enumerate() {
+        let at = format!("providers[{i}]");
+        if provider.name.is_empty() {
+            push(format!("{at}.name"), "must not be empty".into());
+        } else if !provider_names.insert(provider.name.as_str()) {
+            push(
+                format!("{at}.name"),
+                format!("duplicate provider name {:?}", provider.name),
+            );
+        }
+        if let Err(why) = check_base_url(&provider.base_url) {
+            push(format!("{at}.base_url"), why);
+        }
+        if provider.api_keys.is_empty() {
+            push(
+                format!("{at}.api_keys"),
+                "must list at least one key".into(),
+            );
+        }
+        for (k, key) in provider.api_keys.iter().enumerate() {
+            if key.is_empty() {
+                push(format!("{at}.api_keys[{k}]"), "must not be empty".into());
+            }
+        }
+    }
+
+    let mut group_names = HashSet::new();
+    for (g, group) in config.groups.iter().enumerate() {
+        let at = format!("groups[{g}]");
+        if group.name.is_empty() {
+            push(format!("{at}.name"), "must not be empty".into());
+        } else if !group_names.insert(group.name.as_str()) {
+            push(
+                format!("{at}.name"),
+                format!("duplicate group name {:?}", group.name),
+            );
+        }
+        if group.models.is_empty() {
+            push(
+                format!("{at}.models"),
+                format!("group {:?} has no models", group.name),
+            );
+        }
+        for (m, model) in group.models.iter().enumerate() {
+            let at = format!("{at}.models[{m}]");
+            if model.weight < 0 {
+                push(
+                    format!("{at}.weight"),
+                    format!("must be 0 or more, got {}", model.weight),
+                );
+            }
+            if model.name.is_empty() {
+                push(format!("{at}.name"), "must not be empty".into());
+            }
+            if !config.providers.iter().any(|p| p.name == model.provider) {
+                push(
+                    format!("{at}.provider"),
+                    format!(
+                        "unknown provider {:?}; define it under `providers`",
+                        model.provider
+                    ),
+                );
+            }
+        }
+    }
+
+    for (i, origin) in config.cors.allowed_origins.iter().enumerate() {
+        if origin != "*" && !is_origin(origin) {
+            push(
+                format!("cors.allowed_origins[{i}]"),
+                format!("{origin:?} is not an origin like \"https://app.example.com\" or \"*\""),
+            );
+        }
+    }
+
+    if config.max_body_bytes == 0 {
+        push("max_body_bytes".into(), "must be greater than 0".into());
+    }
+    if config.retries.max_attempts == 0 {
+        push("retries.max_attempts".into(), "must be at least 1".into());
+    }
+    let t = &config.timeouts;
+    for (name, value) in [
+        ("connect", t.connect),
+        ("first_byte", t.first_byte),
+        ("idle", t.idle),
+        ("total", t.total),
+    ] {
+        if value.is_zero() {
+            push(format!("timeouts.{name}"), "must be greater than 0".into());
+        }
+    }
+    if config.cooldown.base > config.cooldown.max {
+        push(
+            "cooldown.base".into(),
+            "must not be greater than cooldown.max".into(),
+        );
+    }
+    problems
+}
+
+fn check_base_url(raw: &str) -> Result<(), String> {
+    let url = url::Url::parse(raw).map_err(|e| {
+        format!("{raw:?} is not a valid URL ({e}); use e.g. \"https://api.openai.com/v1\"")
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{raw:?} must use http or https"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{raw:?} has no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("{raw:?} must not have a query or fragment"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not embed credentials; put keys in api_keys".into());
+    }
+    Ok(())
+}
+
+fn is_origin(raw: &str) -> bool {
+    url::Url::parse(raw).is_ok_and(|u| {
+        matches!(u.scheme(), "http" | "https")
+            && u.host_str().is_some()
+            && u.path() == "/"
+            && !raw.ends_with('/')
+            && u.query().is_none()
+    })
+}

@@ -1,0 +1,210 @@
+//! The request path, top to bottom:
+//!
+//! 1. read the body, within the size limit;
+//! 2. parse `model` and `stream` (nothing else);
+//! 3. find the group in this request's config snapshot;
+//! 4. send to the best candidate, failing over before the client sees a byte;
+//! 5. relay the answer: SSE event by event, or the JSON body as received;
+//! 6. settle usage and log (the [`Exchange`] does both, even on disconnect).
+
+use axum::body::Body;
+use axum::extract::{Extension, State};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use http::{HeaderMap, HeaderValue, header};
+use http_body_util::BodyExt;
+use tokio::time::Instant;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::accounting::{End, Exchange, RequestInfo, log_rejected};
+use crate::relay::{self, RelayOptions, compress, sse};
+use crate::upstream::{self, FailoverError, Plan};
+
+/// An error, and the group it concerned if we got that far (for the log).
+struct Rejection(ApiError, Option<String>);
+
+impl From<ApiError> for Rejection {
+    fn from(e: ApiError) -> Self {
+        Self(e, None)
+    }
+}
+
+pub async fn chat_completions(
+    State(app): State<AppState>,
+    Extension(info): Extension<RequestInfo>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let log_info = info.clone();
+    match proxy(&app, info, "/chat/completions", headers, body).await {
+        Ok(response) => response,
+        Err(Rejection(error, group)) => {
+            log_rejected(
+                &log_info,
+                group.as_deref(),
+                error.status().as_u16(),
+                error.code(),
+            );
+            error.into_response()
+        }
+    }
+}
+
+async fn proxy(
+    app: &AppState,
+    info: RequestInfo,
+    path: &'static str,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Rejection> {
+    let runtime = app.runtime();
+    let config = &runtime.config;
+
+    let body = read_body(body, &headers, config.max_body_bytes).await?;
+    let parsed = crate::payload::parse(&body).map_err(ApiError::from)?;
+    let Some(group) = runtime.routes.group(&parsed.model).cloned() else {
+        let model = parsed.model.clone();
+        return Err(Rejection(
+            ApiError::ModelNotFound(model.clone()),
+            Some(model),
+        ));
+    };
+
+    let deadline = Instant::now() + config.timeouts.total;
+    let penalties = (config.request_penalty, config.error_penalty);
+    let forwarded = upstream::forward_request_headers(&headers);
+    let plan = Plan {
+        group: &group,
+        path,
+        parsed: &parsed,
+        body: &body,
+        headers: &forwarded,
+        max_attempts: config.retries.max_attempts,
+        first_byte: config.timeouts.first_byte,
+        deadline,
+        cooldown: &config.cooldown,
+        penalties,
+    };
+    let attempt = upstream::send(&app.upstream, &plan)
+        .await
+        .map_err(|e| Rejection(all_failed(&e), Some(parsed.model.clone())))?;
+
+    let status = attempt.response.status();
+    let exchange = Exchange::new(
+        info,
+        group.clone(),
+        attempt.candidate,
+        status.as_u16(),
+        attempt.attempts,
+        attempt.reservation,
+        penalties,
+    );
+    let mut out_headers = upstream::response_headers(attempt.response.headers());
+
+    if is_event_stream(attempt.response.headers()) {
+        let encoding = compress::negotiate(headers.get(header::ACCEPT_ENCODING));
+        let options = RelayOptions {
+            strip_usage_chunk: parsed.router_requested_usage(),
+            idle: config.timeouts.idle,
+            deadline,
+            encoding,
+        };
+        let events = relay::relay(attempt.response.bytes_stream(), exchange, options);
+        if let Some(encoding) = encoding {
+            out_headers.insert(header::CONTENT_ENCODING, encoding.header_value());
+            out_headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        }
+        out_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        out_headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        let mut response = Response::new(Body::from_stream(events));
+        *response.status_mut() = status;
+        *response.headers_mut() = out_headers;
+        return Ok(response);
+    }
+
+    match read_upstream(attempt.response, config.timeouts.idle, deadline).await {
+        Ok(bytes) => {
+            let usage = if status.is_success() {
+                sse::body_usage(&bytes)
+            } else {
+                None
+            };
+            exchange.finish(End::ok(usage));
+            let mut response = Response::new(Body::from(bytes));
+            *response.status_mut() = status;
+            *response.headers_mut() = out_headers;
+            Ok(response)
+        }
+        Err(error) => {
+            exchange.finish(End {
+                usage: None,
+                streamed: 0,
+                failed: true,
+                outcome: error.code(),
+            });
+            Err(Rejection(error, Some(parsed.model.clone())))
+        }
+    }
+}
+
+fn all_failed(e: &FailoverError) -> ApiError {
+    if let Some(retry_after) = e.all_rate_limited() {
+        ApiError::RateLimited { retry_after }
+    } else if e.all_timed_out() {
+        ApiError::UpstreamTimeout
+    } else {
+        ApiError::UpstreamFailed
+    }
+}
+
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
+}
+
+/// Reads the client's body, refusing an oversized one as early as possible:
+/// a declared Content-Length over the limit is refused without reading.
+async fn read_body(body: Body, headers: &HeaderMap, limit: u64) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    let limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::PayloadTooLarge(limit))
+        }
+        Err(_) => Err(ApiError::InvalidRequest {
+            message: "The request body could not be read.".into(),
+            param: None,
+        }),
+    }
+}
+
+/// Reads a non-streaming upstream body, with the idle timeout between
+/// chunks and the request's overall deadline.
+async fn read_upstream(
+    response: reqwest::Response,
+    idle: std::time::Duration,
+    deadline: Instant,
+) -> Result<Bytes, ApiError> {
+    let mut stream = response.bytes_stream();
+    let mut buf = BytesMut::new();
+    loop {
+        let wait = (Instant::now() + idle).min(deadline);
+        match tokio::time::timeout_at(wait, stream.next()).await {
+            Ok(Some(Ok(chunk))) => buf.extend_from_slice(&chunk),
+            Ok(None) => return Ok(buf.freeze()),
+            Ok(Some(Err(_))) => return Err(ApiError::UpstreamBodyFailed),
+            Err(_) => return Err(ApiError::UpstreamTimeout),
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Gives every request an id, carried in logs and in the `x-request-id`
+//! response header. A client's own `x-request-id` is kept when it is short
+//! and plain (so it cannot inject into logs); otherwise we make one.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use http::HeaderValue;
+
+use crate::accounting::RequestInfo;
+
+const HEADER: &str = "x-request-id";
+
+fn make_id() -> String {
+    static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(rand::random);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("req_{prefix:08x}{n:012x}")
+}
+
+fn acceptable(id: &[u8]) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+fn endpoint(path: &str) -> &'static str {
+    match path {
+        "/v1/chat/completions" => "chat.completions",
+        "/v1/completions" => "completions",
+        "/v1/embeddings" => "embeddings",
+        "/v1/responses" => "responses",
+        "/v1/models" => "models",
+        _ => "other",
+    }
+}
+
+pub async fn assign(mut request: Request, next: Next) -> Response {
+    let id = match request.headers().get(HEADER) {
+        Some(v) if acceptable(v.as_bytes()) => v.to_str().unwrap_or_default().to_string(),
+        _ => make_id(),
+    };
+    let info = RequestInfo {
+        request_id: id.as_str().into(),
+        endpoint: endpoint(request.uri().path()),
+        started: Instant::now(),
+    };
+    request.extensions_mut().insert(info);
+    let mut response = next.run(request).await;
+    if let Ok(value) = HeaderValue::try_from(id) {
+        response.headers_mut().insert(HEADER, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_plain() {
+        let (a, b) = (make_id(), make_id());
+        assert_ne!(a, b);
+        assert!(acceptable(a.as_bytes()));
+    }
+
+    #[test]
+    fn hostile_client_ids_are_replaced() {
+        assert!(!acceptable(b"abc\r\ninjected: 1"));
+        assert!(!acceptable(b""));
+        assert!(!acceptable(&[b'a'; 129]));
+        assert!(acceptable(b"my-trace-123"));
+    }
+}

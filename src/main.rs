@@ -1,0 +1,268 @@
+//! The `llm-router` binary: parses the command line and wires the modules
+//! together. Everything else lives in the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use llm_router::app::AppState;
+use llm_router::config::{Config, GroupConfig, ModelConfig, ProviderConfig, Secret};
+use llm_router::mock::{self, MockOptions};
+use llm_router::server::{self, ServerOptions};
+use llm_router::telemetry::{self, LogFormat};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "llm-router",
+    version,
+    about = "An OpenAI-compatible LLM router and gateway"
+)]
+struct Cli {
+    /// Config file (.yaml, .yml or .json).
+    #[arg(
+        short,
+        long,
+        env = "LLM_ROUTER_CONFIG",
+        default_value = "config.yaml",
+        global = true
+    )]
+    config: PathBuf,
+    /// Log line format.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve with the config file (the default when no command is given).
+    Serve,
+    /// Validate the config file, list every problem, and exit non-zero if any.
+    Check,
+    /// Serve a built-in demo config backed by the mock provider: no API key or network needed.
+    Demo {
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// The key clients use against the demo router.
+        #[arg(long, default_value = "sk-demo")]
+        api_key: String,
+    },
+    /// Probe a running router's /health (for container health checks).
+    Healthcheck {
+        /// Defaults to http://127.0.0.1:<port from the config>/health.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Run only the mock provider (used by the benchmark).
+    Mock {
+        #[arg(long, default_value_t = 9090)]
+        port: u16,
+        /// Content events per stream (default: one per word).
+        #[arg(long)]
+        chunks: Option<usize>,
+        /// Gap between stream events.
+        #[arg(long, default_value = "40ms", value_parser = humantime::parse_duration)]
+        gap: Duration,
+        /// Delay before response headers.
+        #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+        delay: Duration,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.as_ref().unwrap_or(&Command::Serve) {
+        Command::Check => check(&cli),
+        Command::Healthcheck { url } => healthcheck(&cli, url.clone()),
+        command => {
+            telemetry::init(cli.log_format);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let result = runtime.block_on(async {
+                match command {
+                    Command::Demo {
+                        port,
+                        host,
+                        api_key,
+                    } => demo(host, *port, api_key).await,
+                    Command::Mock {
+                        port,
+                        chunks,
+                        gap,
+                        delay,
+                    } => {
+                        let options = MockOptions {
+                            name: "mock".into(),
+                            first_byte_delay: *delay,
+                            chunk_gap: *gap,
+                            chunks: *chunks,
+                        };
+                        run_mock(*port, options).await
+                    }
+                    _ => serve_config(&cli).await,
+                }
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn check(cli: &Cli) -> ExitCode {
+    match Config::load(&cli.config) {
+        Ok(config) => {
+            println!(
+                "{}: OK ({} groups, {} providers)",
+                cli.config.display(),
+                config.groups.len(),
+                config.providers.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprint!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn healthcheck(cli: &Cli, url: Option<String>) -> ExitCode {
+    let url = url.unwrap_or_else(|| {
+        let port = Config::load(&cli.config).map_or(8080, |c| c.port);
+        format!("http://127.0.0.1:{port}/health")
+    });
+    let probe = async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()?;
+        client.get(&url).send().await?.error_for_status()?;
+        Ok::<_, reqwest::Error>(())
+    };
+    let ok = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map(|rt| rt.block_on(probe));
+    match ok {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("unhealthy: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve_config(cli: &Cli) -> anyhow::Result<()> {
+    let config = Config::load(&cli.config).map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
+    tracing::info!(config = %cli.config.display(), "config loaded");
+    run(config).await
+}
+
+/// Binds, serves until SIGTERM/SIGINT, then drains.
+async fn run(config: Config) -> anyhow::Result<()> {
+    let addr = format!("{}:{}", config.host, config.port);
+    let listener = TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local: SocketAddr = listener.local_addr()?;
+    let groups = config.groups.len();
+    let app = AppState::new(config)?;
+    let streams_stop = CancellationToken::new();
+    tracing::info!(addr = %local, groups, version = env!("CARGO_PKG_VERSION"), "listening");
+    server::serve(
+        listener,
+        llm_router::http::router(app),
+        ServerOptions::default(),
+        server::shutdown_signal(),
+        streams_stop,
+    )
+    .await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn demo(host: &str, port: u16, api_key: &str) -> anyhow::Result<()> {
+    let mut upstreams = Vec::new();
+    for name in ["mock-a", "mock-b"] {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let options = MockOptions {
+            name: name.into(),
+            ..MockOptions::default()
+        };
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, mock::router(options)).await;
+        });
+        upstreams.push((name, addr));
+    }
+    let provider = |(name, addr): &(&str, SocketAddr), keys: &[&str]| ProviderConfig {
+        name: (*name).into(),
+        base_url: format!("http://{addr}/v1"),
+        api_keys: keys.iter().map(|k| Secret::new(*k)).collect(),
+    };
+    let model = |weight, provider: &str, name: &str| ModelConfig {
+        weight,
+        provider: provider.into(),
+        name: name.into(),
+    };
+    let mut config: Config = serde_json::from_str(r#"{"api_key": "-"}"#)?;
+    config.host = host.into();
+    config.port = port;
+    config.api_key = Some(Secret::new(api_key));
+    config.providers = vec![
+        provider(&upstreams[0], &["mock-key-a0", "mock-key-a1"]),
+        provider(&upstreams[1], &["mock-key-b0"]),
+    ];
+    config.groups = vec![
+        GroupConfig {
+            name: "demo".into(),
+            models: vec![
+                model(1, "mock-a", "mock-large"),
+                model(2, "mock-b", "mock-small"),
+            ],
+        },
+        GroupConfig {
+            name: "demo-fast".into(),
+            models: vec![model(0, "mock-b", "mock-small")],
+        },
+    ];
+    let problems = config.validate();
+    anyhow::ensure!(problems.is_empty(), "demo config is invalid: {problems:?}");
+    tracing::info!(
+        "demo mode: mock providers only. Try:\n  curl http://{host}:{port}/v1/chat/completions -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' -d '{{\"model\":\"demo\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'"
+    );
+    run(config).await
+}
+
+async fn run_mock(port: u16, options: MockOptions) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    tracing::info!(addr = %listener.local_addr()?, "mock provider listening");
+    axum::serve(listener, mock::router(options))
+        .with_graceful_shutdown(server::shutdown_signal())
+        .await?;
+    Ok(())
+}

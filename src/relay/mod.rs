@@ -1,0 +1,188 @@
+//! Relaying an upstream SSE stream to the client, event by event.
+//!
+//! Every event is forwarded as the exact bytes received, the moment it is
+//! complete: no buffering beyond one event, one flush per event (compressed
+//! or not). Along the way the relay reads the final usage chunk, drops that
+//! chunk when the router (not the client) asked for it, enforces the idle
+//! timeout and the request deadline, and ends a broken stream with an error
+//! event rather than hanging. Its state owns the request's [`Exchange`], so
+//! usage settles when the stream ends, however it ends.
+
+pub mod compress;
+pub mod sse;
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tokio::time::Instant;
+
+use crate::accounting::{End, Exchange};
+use crate::usage::TokenUsage;
+use compress::{Encoding, EventEncoder};
+use sse::EventSplitter;
+
+/// The event that ends a stream the upstream broke or stalled.
+pub const INTERRUPTED_EVENT: &[u8] = b"data: {\"error\":{\"message\":\"The upstream stream was interrupted before it completed.\",\"type\":\"server_error\",\"param\":null,\"code\":\"stream_interrupted\"}}\n\n";
+
+#[derive(Debug, Clone, Copy)]
+pub struct RelayOptions {
+    /// Drop the usage-only chunk: the router asked for it, the client did not.
+    pub strip_usage_chunk: bool,
+    pub idle: Duration,
+    pub deadline: Instant,
+    pub encoding: Option<Encoding>,
+}
+
+enum Phase {
+    Streaming,
+    /// The upstream is finished; the encoder's trailer is still to send.
+    Ending,
+    Done,
+}
+
+struct Relay<S> {
+    upstream: S,
+    splitter: EventSplitter,
+    opts: RelayOptions,
+    encoder: Option<EventEncoder>,
+    usage: Option<TokenUsage>,
+    streamed: u64,
+    phase: Phase,
+    exchange: Option<Exchange>,
+}
+
+/// Wraps an upstream byte stream into the client's event stream.
+pub fn relay<S, E>(
+    upstream: S,
+    exchange: Exchange,
+    opts: RelayOptions,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
+    E: std::fmt::Display + Send,
+{
+    let state = Relay {
+        upstream,
+        splitter: EventSplitter::default(),
+        encoder: opts.encoding.map(EventEncoder::new),
+        opts,
+        usage: None,
+        streamed: 0,
+        phase: Phase::Streaming,
+        exchange: Some(exchange),
+    };
+    futures_util::stream::unfold(state, |mut relay| async move {
+        relay.next_block().await.map(|b| (Ok(b), relay))
+    })
+}
+
+impl<S, E> Relay<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    /// The next bytes for the client, or `None` at the end.
+    async fn next_block(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(event) = self.splitter.next_event() {
+                if let Some(out) = self.keep(event) {
+                    return Some(self.encode(&out).await);
+                }
+                continue;
+            }
+            match self.phase {
+                Phase::Done => return None,
+                Phase::Ending => {
+                    self.phase = Phase::Done;
+                    let trailer = match &mut self.encoder {
+                        Some(enc) => enc.finish().await.unwrap_or_default(),
+                        None => Bytes::new(),
+                    };
+                    return (!trailer.is_empty()).then_some(trailer);
+                }
+                Phase::Streaming => {}
+            }
+            let wait_until = (Instant::now() + self.opts.idle).min(self.opts.deadline);
+            match tokio::time::timeout_at(wait_until, self.upstream.next()).await {
+                Ok(Some(Ok(bytes))) => self.splitter.push(&bytes),
+                Ok(None) => {
+                    self.phase = Phase::Ending;
+                    self.end(false, "ok");
+                    if let Some(rest) = self.splitter.take_rest()
+                        && let Some(out) = self.keep(rest)
+                    {
+                        return Some(self.encode(&out).await);
+                    }
+                }
+                Ok(Some(Err(e))) => {
+                    tracing::warn!(error = %e, "upstream stream broke");
+                    return Some(self.interrupt().await);
+                }
+                Err(_elapsed) => {
+                    tracing::warn!("upstream stream stalled past the idle timeout or deadline");
+                    return Some(self.interrupt().await);
+                }
+            }
+        }
+    }
+
+    /// Reads what we need from an event; `None` drops it.
+    fn keep(&mut self, event: Bytes) -> Option<Bytes> {
+        let Some(data) = sse::data(&event) else {
+            return Some(event); // comments, retry hints, blank lines
+        };
+        if &*data == b"[DONE]" {
+            return Some(event);
+        }
+        let facts = sse::chunk_facts(&data);
+        if let Some(usage) = facts.usage {
+            self.usage = Some(usage);
+            if self.opts.strip_usage_chunk && facts.empty_choices {
+                return None;
+            }
+        } else {
+            self.streamed += 1;
+        }
+        Some(event)
+    }
+
+    async fn encode(&mut self, bytes: &[u8]) -> Bytes {
+        match &mut self.encoder {
+            None => Bytes::copy_from_slice(bytes),
+            Some(enc) => enc.encode(bytes).await.unwrap_or_default(),
+        }
+    }
+
+    async fn interrupt(&mut self) -> Bytes {
+        self.phase = Phase::Ending;
+        self.end(true, "stream_interrupted");
+        self.encode(INTERRUPTED_EVENT).await
+    }
+
+    fn end(&mut self, failed: bool, outcome: &'static str) {
+        if let Some(exchange) = self.exchange.take() {
+            exchange.finish(End {
+                usage: self.usage,
+                streamed: self.streamed,
+                failed,
+                outcome,
+            });
+        }
+    }
+}
+
+impl<S> Drop for Relay<S> {
+    fn drop(&mut self) {
+        // The client went away mid-stream: settle what was produced so far.
+        if let Some(exchange) = self.exchange.take() {
+            exchange.finish(End {
+                usage: self.usage,
+                streamed: self.streamed,
+                failed: false,
+                outcome: "client_disconnected",
+            });
+        }
+    }
+}

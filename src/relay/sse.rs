@@ -1,0 +1,255 @@
+//! Byte-level Server-Sent Events framing and the few facts we read from events.
+//!
+//! [`EventSplitter`] cuts a byte stream into whole events (up to and including
+//! the blank line that ends each), whatever the network's read boundaries,
+//! including splits inside a `\r\n` or a multi-byte UTF-8 character: it never
+//! decodes text, it only looks for line endings. Events are forwarded as the
+//! exact bytes received.
+
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use crate::usage::TokenUsage;
+
+#[derive(Debug, Default)]
+pub struct EventSplitter {
+    buf: BytesMut,
+    /// Where the current line starts, and how far we have scanned.
+    line_start: usize,
+    scanned: usize,
+}
+
+impl EventSplitter {
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// The next complete event, if the buffer holds one.
+    pub fn next_event(&mut self) -> Option<Bytes> {
+        loop {
+            let rest = &self.buf[self.scanned..];
+            let i = self.scanned + rest.iter().position(|&b| b == b'\n' || b == b'\r')?;
+            let end = match self.buf[i] {
+                b'\n' => i + 1,
+                // A lone `\r` at the end might be half of `\r\n`: wait.
+                _ if i + 1 == self.buf.len() => return None,
+                _ if self.buf[i + 1] == b'\n' => i + 2,
+                _ => i + 1,
+            };
+            let blank = i == self.line_start;
+            self.line_start = end;
+            self.scanned = end;
+            if blank {
+                self.line_start = 0;
+                self.scanned = 0;
+                return Some(self.buf.split_to(end).freeze());
+            }
+        }
+    }
+
+    /// Whatever is left when the stream ends (an unterminated last event).
+    pub fn take_rest(&mut self) -> Option<Bytes> {
+        self.line_start = 0;
+        self.scanned = 0;
+        (!self.buf.is_empty()).then(|| self.buf.split().freeze())
+    }
+}
+
+/// The `data` of an event: its `data:` lines joined by `\n`. Borrowed when
+/// there is a single data line (the usual case), so most events cost nothing.
+pub fn data(event: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+    let mut out: Option<std::borrow::Cow<'_, [u8]>> = None;
+    for line in event.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(value) = line.strip_prefix(b"data:") else {
+            continue;
+        };
+        let value = value.strip_prefix(b" ").unwrap_or(value);
+        out = Some(match out {
+            None => std::borrow::Cow::Borrowed(value),
+            Some(prev) => {
+                let mut joined = prev.into_owned();
+                joined.push(b'\n');
+                joined.extend_from_slice(value);
+                std::borrow::Cow::Owned(joined)
+            }
+        });
+    }
+    out
+}
+
+/// What a chat-completion chunk tells us about usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChunkFacts {
+    pub usage: Option<TokenUsage>,
+    /// The chunk has `"choices": []`: the usage-only chunk.
+    pub empty_choices: bool,
+}
+
+#[derive(Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    choices: Option<Vec<IgnoredAny>>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+/// The usage object of OpenAI chat completions (and of `/v1/completions` and
+/// `/v1/embeddings`; the Responses API names the fields differently).
+#[derive(Deserialize)]
+pub struct Usage {
+    #[serde(default, alias = "input_tokens")]
+    prompt_tokens: u64,
+    #[serde(default, alias = "output_tokens")]
+    completion_tokens: u64,
+    #[serde(default)]
+    total_tokens: Option<u64>,
+}
+
+impl From<Usage> for TokenUsage {
+    fn from(u: Usage) -> Self {
+        TokenUsage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            total_tokens: u
+                .total_tokens
+                .unwrap_or(u.prompt_tokens + u.completion_tokens),
+        }
+    }
+}
+
+/// Reads usage from a chunk's data, parsing only chunks that mention it.
+pub fn chunk_facts(data: &[u8]) -> ChunkFacts {
+    if memchr_usage(data)
+        && let Ok(chunk) = serde_json::from_slice::<Chunk>(data)
+    {
+        return ChunkFacts {
+            usage: chunk.usage.map(Into::into),
+            empty_choices: chunk.choices.is_some_and(|c| c.is_empty()),
+        };
+    }
+    ChunkFacts::default()
+}
+
+fn memchr_usage(data: &[u8]) -> bool {
+    data.windows(7).any(|w| w == b"\"usage\"")
+}
+
+/// Reads usage from a whole (non-streaming) JSON response body.
+pub fn body_usage(body: &[u8]) -> Option<TokenUsage> {
+    #[derive(Deserialize)]
+    struct Body {
+        usage: Option<Usage>,
+    }
+    serde_json::from_slice::<Body>(body)
+        .ok()?
+        .usage
+        .map(Into::into)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn split_all(input: &[u8], cuts: &[usize]) -> (Vec<Bytes>, Option<Bytes>) {
+        let mut s = EventSplitter::default();
+        let mut out = Vec::new();
+        let mut last = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&input.len())) {
+            let cut = cut.clamp(last, input.len());
+            s.push(&input[last..cut]);
+            last = cut;
+            while let Some(e) = s.next_event() {
+                out.push(e);
+            }
+        }
+        (out, s.take_rest())
+    }
+
+    #[test]
+    fn splits_on_blank_lines_with_any_line_ending() {
+        let input = b"data: a\n\ndata: b\r\n\r\nevent: x\rdata: c\r\r: comment\n\ndata: tail";
+        let (events, rest) = split_all(input, &[]);
+        assert_eq!(
+            events,
+            [
+                &b"data: a\n\n"[..],
+                b"data: b\r\n\r\n",
+                b"event: x\rdata: c\r\r",
+                b": comment\n\n"
+            ]
+        );
+        assert_eq!(rest.as_deref(), Some(&b"data: tail"[..]));
+    }
+
+    #[test]
+    fn a_crlf_split_across_reads_is_one_line_ending() {
+        let (events, _) = split_all(b"data: a\r\n\r\n", &[8, 9, 10]);
+        assert_eq!(events, [&b"data: a\r\n\r\n"[..]]);
+    }
+
+    #[test]
+    fn multibyte_characters_split_across_reads_survive() {
+        let input = "data: {\"c\":\"héllo 😀\"}\n\n".as_bytes();
+        for cut in 0..input.len() {
+            let (events, rest) = split_all(input, &[cut]);
+            assert_eq!(events, [input], "cut at {cut}");
+            assert!(rest.is_none());
+        }
+    }
+
+    #[test]
+    fn data_lines_are_joined() {
+        assert_eq!(data(b"data: x\n\n").as_deref(), Some(&b"x"[..]));
+        assert_eq!(
+            data(b"data:x\r\ndata: y\r\n\r\n").as_deref(),
+            Some(&b"x\ny"[..])
+        );
+        assert_eq!(data(b": ping\n\n"), None);
+    }
+
+    #[test]
+    fn usage_chunk_is_recognised() {
+        let f = chunk_facts(
+            br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
+        );
+        assert!(f.empty_choices);
+        assert_eq!(f.usage.unwrap().total_tokens, 7);
+        let f = chunk_facts(br#"{"choices":[{"delta":{}}],"usage":null}"#);
+        assert_eq!(f, ChunkFacts::default());
+        assert_eq!(chunk_facts(b"[DONE]"), ChunkFacts::default());
+        assert_eq!(
+            body_usage(br#"{"usage":{"prompt_tokens":1,"completion_tokens":2}}"#)
+                .unwrap()
+                .total_tokens,
+            3
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, rng_seed: proptest::test_runner::RngSeed::Fixed(11), ..ProptestConfig::default() })]
+
+        /// Any split of any input yields the same events and the same rest.
+        #[test]
+        fn any_split_gives_identical_output(
+            input in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'a'), Just(b':'), any::<u8>()], 0..200),
+            cuts in proptest::collection::vec(0usize..200, 0..8),
+        ) {
+            let mut cuts = cuts;
+            cuts.sort();
+            let whole = split_all(&input, &[]);
+            let split = split_all(&input, &cuts);
+            // A lone trailing `\r` may be pending in one and flushed in the other;
+            // concatenations must agree exactly either way.
+            let join = |(ev, rest): (Vec<Bytes>, Option<Bytes>)| {
+                let mut v: Vec<u8> = ev.iter().flat_map(|b| b.to_vec()).collect();
+                if let Some(r) = rest { v.extend_from_slice(&r); }
+                v
+            };
+            prop_assert_eq!(&whole.0, &split.0);
+            prop_assert_eq!(join(whole), join(split));
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! The routing table: groups, providers, keys and candidates.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::HeaderValue;
+
+use super::health::Health;
+use super::select::{self, View};
+use crate::config::Config;
+use crate::usage::{Ledger, UsageCell, UsageKey};
+
+/// One upstream provider from the config.
+#[derive(Debug)]
+pub struct Provider {
+    pub name: Arc<str>,
+    /// `base_url` without a trailing slash.
+    pub base_url: String,
+    pub keys: Vec<Arc<ProviderKey>>,
+}
+
+impl Provider {
+    /// The upstream URL for an endpoint path such as `/chat/completions`.
+    pub fn url(&self, path: &str) -> String {
+        let mut url = String::with_capacity(self.base_url.len() + path.len());
+        url.push_str(&self.base_url);
+        url.push_str(path);
+        url
+    }
+}
+
+/// One provider API key. Its value exists only inside `authorization`, a
+/// header value marked sensitive; everything else names it by `alias`
+/// (`openai#0`) or `fingerprint`.
+pub struct ProviderKey {
+    pub alias: Arc<str>,
+    pub fingerprint: Arc<str>,
+    pub authorization: HeaderValue,
+    /// Key-wide health (a 401 or 403 means the whole key is bad).
+    pub health: Arc<Health>,
+}
+
+impl std::fmt::Debug for ProviderKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderKey")
+            .field("alias", &self.alias)
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One way to serve a group: a model on a provider, through one key.
+#[derive(Debug)]
+pub struct Candidate {
+    pub provider: Arc<Provider>,
+    pub key: Arc<ProviderKey>,
+    /// The provider's model name.
+    pub model: Arc<str>,
+    /// `model` as a JSON string literal, ready to splice into a body.
+    pub model_json: Bytes,
+    pub weight: u64,
+    pub usage: Arc<UsageCell>,
+    /// Health of this key on this model (rate limits, errors).
+    pub health: Arc<Health>,
+}
+
+impl Candidate {
+    fn view(&self) -> View {
+        View {
+            weight: self.weight,
+            usage: self.usage.load(),
+            ready_at: self.health.ready_at().max(self.key.health.ready_at()),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Group {
+    pub name: Arc<str>,
+    pub candidates: Vec<Candidate>,
+}
+
+impl Group {
+    /// The best candidate not yet tried, by the rules in [`select`].
+    pub fn pick(&self, tried: &[usize], now: u64) -> Option<usize> {
+        select::pick(self.candidates.iter().map(Candidate::view), tried, now)
+    }
+
+    /// Whether any candidate is usable right now.
+    pub fn any_ready(&self, now: u64) -> bool {
+        self.candidates.iter().any(|c| c.view().ready_at <= now)
+    }
+}
+
+/// Names a health cell: provider, key fingerprint, and model (`None` for
+/// the key as a whole).
+type HealthKey = (Arc<str>, Arc<str>, Option<Arc<str>>);
+
+/// Health cells by name, shared across config reloads like the usage ledger.
+#[derive(Default)]
+pub struct HealthBook {
+    cells: Mutex<HashMap<HealthKey, Arc<Health>>>,
+}
+
+impl HealthBook {
+    /// Health of a key (`model: None`) or of a key on one model.
+    pub fn cell(
+        &self,
+        provider: &Arc<str>,
+        fingerprint: &Arc<str>,
+        model: Option<&Arc<str>>,
+    ) -> Arc<Health> {
+        let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+        cells
+            .entry((provider.clone(), fingerprint.clone(), model.cloned()))
+            .or_default()
+            .clone()
+    }
+}
+
+/// The immutable routing table for one config.
+#[derive(Debug)]
+pub struct Routes {
+    groups: HashMap<Box<str>, Arc<Group>>,
+    /// Group names in config order, for `/v1/models`.
+    pub group_order: Vec<Arc<str>>,
+    pub providers: Vec<Arc<Provider>>,
+}
+
+impl Routes {
+    /// Builds the table. `config` must be valid (see `Config::validate`).
+    pub fn build(config: &Config, ledger: &Ledger, health: &HealthBook) -> Self {
+        let providers: Vec<Arc<Provider>> = config
+            .providers
+            .iter()
+            .map(|p| {
+                let name: Arc<str> = p.name.as_str().into();
+                let keys = p
+                    .api_keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, key)| {
+                        let fingerprint: Arc<str> = key.fingerprint().into();
+                        let mut authorization =
+                            HeaderValue::try_from(format!("Bearer {}", key.expose()))
+                                .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid-key"));
+                        authorization.set_sensitive(true);
+                        Arc::new(ProviderKey {
+                            alias: format!("{}#{i}", p.name).into(),
+                            health: health.cell(&name, &fingerprint, None),
+                            fingerprint,
+                            authorization,
+                        })
+                    })
+                    .collect();
+                Arc::new(Provider {
+                    base_url: p.base_url.trim_end_matches('/').to_string(),
+                    name,
+                    keys,
+                })
+            })
+            .collect();
+
+        let mut groups = HashMap::new();
+        let mut group_order = Vec::new();
+        for g in &config.groups {
+            let mut candidates = Vec::new();
+            for m in &g.models {
+                let Some(provider) = providers.iter().find(|p| *p.name == *m.provider) else {
+                    continue; // unreachable for a validated config
+                };
+                let model: Arc<str> = m.name.as_str().into();
+                let model_json = Bytes::from(serde_json::to_vec(&m.name).unwrap_or_default());
+                for key in &provider.keys {
+                    candidates.push(Candidate {
+                        provider: provider.clone(),
+                        key: key.clone(),
+                        model: model.clone(),
+                        model_json: model_json.clone(),
+                        weight: m.weight.max(0) as u64,
+                        usage: ledger.cell(UsageKey {
+                            provider: provider.name.clone(),
+                            key_fingerprint: key.fingerprint.clone(),
+                            model: model.clone(),
+                        }),
+                        health: health.cell(&provider.name, &key.fingerprint, Some(&model)),
+                    });
+                }
+            }
+            let name: Arc<str> = g.name.as_str().into();
+            group_order.push(name.clone());
+            groups.insert(
+                g.name.clone().into_boxed_str(),
+                Arc::new(Group { name, candidates }),
+            );
+        }
+        Self {
+            groups,
+            group_order,
+            providers,
+        }
+    }
+
+    pub fn group(&self, name: &str) -> Option<&Arc<Group>> {
+        self.groups.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Format;
+    use crate::routing::now_ms;
+
+    fn routes(yaml: &str) -> Routes {
+        let config = Config::parse(yaml, Format::Yaml).unwrap();
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        Routes::build(&config, &Ledger::new(), &HealthBook::default())
+    }
+
+    const TWO_KEYS: &str = "api_key: k\ngroups:\n  - name: g\n    models:\n      - {weight: 1, provider: p, name: m1}\n      - {weight: 2, provider: q, name: m2}\nproviders:\n  - {name: p, base_url: \"http://a/v1/\", api_keys: [ka, kb]}\n  - {name: q, base_url: \"http://b\", api_keys: [kc]}\n";
+
+    #[test]
+    fn candidates_are_model_by_key_in_config_order() {
+        let r = routes(TWO_KEYS);
+        let g = r.group("g").unwrap();
+        let names: Vec<_> = g
+            .candidates
+            .iter()
+            .map(|c| format!("{}/{}", c.key.alias, c.model))
+            .collect();
+        assert_eq!(names, ["p#0/m1", "p#1/m1", "q#0/m2"]);
+        assert_eq!(
+            g.candidates[0].provider.url("/chat/completions"),
+            "http://a/v1/chat/completions"
+        );
+        assert_eq!(&g.candidates[2].model_json[..], b"\"m2\"");
+    }
+
+    #[test]
+    fn reservations_make_consecutive_picks_alternate_keys() {
+        let r = routes(TWO_KEYS);
+        let g = r.group("g").unwrap();
+        let mut held = Vec::new();
+        let mut picks = Vec::new();
+        for _ in 0..4 {
+            let i = g.pick(&[], now_ms()).unwrap();
+            held.push(g.candidates[i].usage.reserve(10));
+            picks.push(i);
+        }
+        // Two weight-1 keys share the load; the weight-2 model waits its turn.
+        assert_eq!(&picks[..2], &[0, 1]);
+        assert!(picks.iter().filter(|&&i| i == 2).count() <= 1, "{picks:?}");
+    }
+
+    #[test]
+    fn same_key_and_model_in_two_groups_share_one_usage_cell() {
+        let yaml = "api_key: k\ngroups:\n  - name: a\n    models: [{provider: p, name: m}]\n  - name: b\n    models: [{provider: p, name: m}]\nproviders:\n  - {name: p, base_url: \"http://a\", api_keys: [ka]}\n";
+        let r = routes(yaml);
+        let a = &r.group("a").unwrap().candidates[0];
+        let b = &r.group("b").unwrap().candidates[0];
+        assert!(Arc::ptr_eq(&a.usage, &b.usage));
+    }
+
+    #[test]
+    fn debug_output_never_contains_keys() {
+        let r = routes(TWO_KEYS);
+        let dump = format!("{r:?}");
+        assert!(!dump.contains("\"ka\"") && !dump.contains("kb"), "{dump}");
+        assert!(!dump.contains("Bearer"), "{dump}");
+    }
+}

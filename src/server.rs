@@ -1,0 +1,126 @@
+//! Sockets and lifecycle: accept connections, serve HTTP/1.1 and HTTP/2,
+//! and shut down gracefully.
+//!
+//! We drive hyper directly (rather than `axum::serve`) for the limits a
+//! public listener needs: a header read timeout against slowloris, a cap on
+//! header count and size, and a drain on shutdown that stops accepting, lets
+//! in-flight requests finish within the drain timeout, then ends the rest.
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Limits and timeouts for client connections.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub header_read_timeout: Duration,
+    pub max_headers: usize,
+    /// Read buffer, which bounds the size of the request head.
+    pub max_head_bytes: usize,
+    pub drain: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            max_headers: 100,
+            max_head_bytes: 64 * 1024,
+            drain: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains.
+/// `streams_stop` is cancelled when the drain time is up, so streams still
+/// open can end themselves with an error event.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+    streams_stop: CancellationToken,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout)
+        .max_headers(options.max_headers)
+        .max_buf_size(options.max_head_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(options.max_head_bytes as u32);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(connection.into_owned()).await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+
+    drop(listener);
+    tracing::info!(drain = ?options.drain, "shutting down: draining in-flight requests");
+    let started = std::time::Instant::now();
+    tokio::select! {
+        () = graceful.shutdown() => {
+            tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "drained");
+        }
+        () = tokio::time::sleep(options.drain) => {
+            tracing::warn!("drain timeout reached: ending remaining streams");
+            streams_stop.cancel();
+            // Give the relays a moment to send their final event.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("received SIGINT"),
+        () = term => tracing::info!("received SIGTERM"),
+    }
+}

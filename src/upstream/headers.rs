@@ -1,0 +1,122 @@
+//! Which headers cross the router, in each direction.
+
+use http::header::{self, HeaderMap, HeaderName};
+
+/// Never forwarded upstream: hop-by-hop headers, what we set ourselves, and
+/// anything that could carry the client's credentials to a provider.
+const DROP_REQUEST: &[HeaderName] = &[
+    header::CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::HOST,
+    header::CONTENT_LENGTH,
+    header::ACCEPT_ENCODING,
+    header::AUTHORIZATION,
+    header::COOKIE,
+    header::ORIGIN,
+    header::REFERER,
+];
+
+const DROP_REQUEST_NAMES: &[&str] = &["keep-alive", "x-api-key", "api-key", "x-request-id"];
+
+/// Never passed back to the client.
+const DROP_RESPONSE: &[HeaderName] = &[
+    header::CONNECTION,
+    header::TRANSFER_ENCODING,
+    header::TRAILER,
+    header::UPGRADE,
+    header::CONTENT_LENGTH,
+    header::SET_COOKIE,
+    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+];
+
+fn named_by_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
+}
+
+/// The client's headers that go upstream (the provider key is added per attempt).
+pub fn forward_request_headers(client: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(client.len());
+    for (name, value) in client {
+        if DROP_REQUEST.contains(name)
+            || DROP_REQUEST_NAMES.contains(&name.as_str())
+            || named_by_connection(client, name)
+        {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    out
+}
+
+/// The upstream's headers that go to the client. Its `x-request-id` is kept
+/// as `x-upstream-request-id`; ours is the router's own.
+pub fn response_headers(upstream: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(upstream.len());
+    for (name, value) in upstream {
+        if DROP_RESPONSE.contains(name) || name.as_str() == "keep-alive" {
+            continue;
+        }
+        if name.as_str() == "x-request-id" {
+            out.append(
+                HeaderName::from_static("x-upstream-request-id"),
+                value.clone(),
+            );
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn credentials_and_hop_by_hop_headers_stay_behind() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("authorization", "Bearer client-key"),
+            ("accept-encoding", "gzip"),
+            ("content-length", "10"),
+            ("connection", "keep-alive, x-custom-hop"),
+            ("x-custom-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("x-api-key", "k"),
+            ("openai-beta", "assistants=v2"),
+            ("user-agent", "openai-python/1.0"),
+        ] {
+            h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        let out = forward_request_headers(&h);
+        let names: Vec<_> = out.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["openai-beta", "user-agent"]);
+    }
+
+    #[test]
+    fn upstream_request_id_is_renamed_and_cookies_dropped() {
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("req_1"));
+        h.insert("set-cookie", HeaderValue::from_static("a=b"));
+        h.insert(
+            "x-ratelimit-remaining-tokens",
+            HeaderValue::from_static("5"),
+        );
+        let out = response_headers(&h);
+        assert_eq!(out["x-upstream-request-id"], "req_1");
+        assert!(out.get("set-cookie").is_none());
+        assert_eq!(out["x-ratelimit-remaining-tokens"], "5");
+    }
+}

@@ -1,0 +1,261 @@
+//! One (provider, key, model) counter and the reservation that settles into it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use serde::Serialize;
+
+/// Token counts as an upstream reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TokenUsage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+}
+
+/// Lock-free counters for one (provider, key, model).
+#[derive(Debug, Default)]
+pub struct UsageCell {
+    /// What routing balances on: reported tokens plus penalties.
+    tokens: AtomicU64,
+    /// Estimates held by requests in flight.
+    reserved: AtomicU64,
+    prompt_tokens: AtomicU64,
+    completion_tokens: AtomicU64,
+    requests: AtomicU64,
+    errors: AtomicU64,
+    /// Requests whose tokens were estimated because upstream reported none.
+    estimated: AtomicU64,
+    /// Running average of completion tokens per request, for estimates.
+    completion_avg: AtomicU64,
+}
+
+/// A copy of a cell's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub tokens: u64,
+    pub reserved: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub requests: u64,
+    pub errors: u64,
+    pub estimated: u64,
+}
+
+/// How a request ended, for [`Reservation::settle`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Settlement {
+    /// What the upstream reported; `None` means estimate.
+    pub usage: Option<TokenUsage>,
+    /// Completion tokens seen so far (stream chunks), used when `usage` is `None`.
+    pub streamed_tokens: u64,
+    pub failed: bool,
+    pub request_penalty: u64,
+    pub error_penalty: u64,
+}
+
+impl UsageCell {
+    /// The usage selection compares: settled tokens plus in-flight estimates.
+    pub fn load(&self) -> u64 {
+        self.tokens
+            .load(Relaxed)
+            .saturating_add(self.reserved.load(Relaxed))
+    }
+
+    pub fn totals(&self) -> Totals {
+        Totals {
+            tokens: self.tokens.load(Relaxed),
+            reserved: self.reserved.load(Relaxed),
+            prompt_tokens: self.prompt_tokens.load(Relaxed),
+            completion_tokens: self.completion_tokens.load(Relaxed),
+            requests: self.requests.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+            estimated: self.estimated.load(Relaxed),
+        }
+    }
+
+    /// Holds `prompt_estimate` plus the usual completion size until settled.
+    pub fn reserve(self: &Arc<Self>, prompt_estimate: u64) -> Reservation {
+        let amount = prompt_estimate
+            .saturating_add(self.completion_avg.load(Relaxed))
+            .max(1);
+        self.reserved.fetch_add(amount, Relaxed);
+        Reservation {
+            cell: Some(self.clone()),
+            amount,
+            prompt_estimate,
+        }
+    }
+
+    fn release(&self, amount: u64) {
+        // Never underflow, even if a reset raced with this request.
+        let _ = self
+            .reserved
+            .fetch_update(Relaxed, Relaxed, |r| Some(r.saturating_sub(amount)));
+    }
+
+    fn record(&self, s: &Settlement, prompt_estimate: u64) {
+        let (usage, estimated) = match s.usage {
+            Some(u) => (u, false),
+            None if s.failed && s.streamed_tokens == 0 => (TokenUsage::default(), false),
+            None => {
+                let u = TokenUsage {
+                    prompt_tokens: prompt_estimate,
+                    completion_tokens: s.streamed_tokens,
+                    total_tokens: prompt_estimate + s.streamed_tokens,
+                };
+                (u, true)
+            }
+        };
+        let penalty = s.request_penalty + if s.failed { s.error_penalty } else { 0 };
+        self.tokens
+            .fetch_add(usage.total_tokens.saturating_add(penalty), Relaxed);
+        self.prompt_tokens.fetch_add(usage.prompt_tokens, Relaxed);
+        self.completion_tokens
+            .fetch_add(usage.completion_tokens, Relaxed);
+        self.requests.fetch_add(1, Relaxed);
+        if s.failed {
+            self.errors.fetch_add(1, Relaxed);
+        }
+        if estimated {
+            self.estimated.fetch_add(1, Relaxed);
+        }
+        if !s.failed && usage.completion_tokens > 0 {
+            // EWMA with alpha 1/8: cheap, and good enough for an estimate.
+            let _ = self.completion_avg.fetch_update(Relaxed, Relaxed, |avg| {
+                Some(if avg == 0 {
+                    usage.completion_tokens
+                } else {
+                    avg - avg / 8 + usage.completion_tokens / 8
+                })
+            });
+        }
+    }
+
+    /// Forgets all usage (admin reset). In-flight reservations are kept.
+    pub fn reset(&self) {
+        for c in [
+            &self.tokens,
+            &self.prompt_tokens,
+            &self.completion_tokens,
+            &self.requests,
+            &self.errors,
+            &self.estimated,
+        ] {
+            c.store(0, Relaxed);
+        }
+    }
+
+    /// Adds counters restored from a store.
+    pub fn restore(&self, t: &Totals) {
+        self.tokens.fetch_add(t.tokens, Relaxed);
+        self.prompt_tokens.fetch_add(t.prompt_tokens, Relaxed);
+        self.completion_tokens
+            .fetch_add(t.completion_tokens, Relaxed);
+        self.requests.fetch_add(t.requests, Relaxed);
+        self.errors.fetch_add(t.errors, Relaxed);
+        self.estimated.fetch_add(t.estimated, Relaxed);
+    }
+}
+
+/// An in-flight request's claim on a cell. Settle it with what happened; if
+/// it is dropped unsettled (client went away, task cancelled) it settles as
+/// an estimate, so usage is never lost and never leaks as a reservation.
+#[derive(Debug)]
+pub struct Reservation {
+    cell: Option<Arc<UsageCell>>,
+    amount: u64,
+    prompt_estimate: u64,
+}
+
+impl Reservation {
+    pub fn prompt_estimate(&self) -> u64 {
+        self.prompt_estimate
+    }
+
+    pub fn settle(mut self, settlement: Settlement) {
+        self.finish(&settlement);
+    }
+
+    fn finish(&mut self, settlement: &Settlement) {
+        if let Some(cell) = self.cell.take() {
+            cell.release(self.amount);
+            cell.record(settlement, self.prompt_estimate);
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.finish(&Settlement::default());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reservation_counts_toward_load_until_settled() {
+        let cell = Arc::new(UsageCell::default());
+        let r = cell.reserve(10);
+        assert_eq!(cell.load(), 10);
+        r.settle(Settlement {
+            usage: Some(TokenUsage {
+                prompt_tokens: 7,
+                completion_tokens: 5,
+                total_tokens: 12,
+            }),
+            ..Default::default()
+        });
+        assert_eq!(cell.load(), 12);
+        let t = cell.totals();
+        assert_eq!((t.reserved, t.requests, t.estimated), (0, 1, 0));
+    }
+
+    #[test]
+    fn dropping_an_unsettled_reservation_records_the_estimate() {
+        let cell = Arc::new(UsageCell::default());
+        drop(cell.reserve(40));
+        let t = cell.totals();
+        assert_eq!(
+            (t.tokens, t.reserved, t.estimated, t.requests),
+            (40, 0, 1, 1)
+        );
+    }
+
+    #[test]
+    fn penalties_are_added_per_request_and_per_failure() {
+        let cell = Arc::new(UsageCell::default());
+        let base = Settlement {
+            usage: Some(TokenUsage::default()),
+            request_penalty: 3,
+            error_penalty: 100,
+            ..Default::default()
+        };
+        cell.reserve(1).settle(base);
+        cell.reserve(1).settle(Settlement {
+            failed: true,
+            usage: None,
+            ..base
+        });
+        let t = cell.totals();
+        assert_eq!((t.tokens, t.errors, t.requests), (3 + 3 + 100, 1, 2));
+    }
+
+    #[test]
+    fn the_completion_average_feeds_later_reservations() {
+        let cell = Arc::new(UsageCell::default());
+        cell.reserve(0).settle(Settlement {
+            usage: Some(TokenUsage {
+                prompt_tokens: 1,
+                completion_tokens: 80,
+                total_tokens: 81,
+            }),
+            ..Default::default()
+        });
+        let r = cell.reserve(20);
+        assert_eq!(cell.totals().reserved, 100);
+        drop(r);
+    }
+}

@@ -1,0 +1,461 @@
+//! Test harness: a mock upstream the test controls, and the real router
+//! binary started on a loopback port with a config the test writes.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+
+// ---------------------------------------------------------------- upstream
+
+/// What the mock upstream does for requests made with one API key.
+#[derive(Clone, Debug)]
+pub enum Behavior {
+    /// A normal completion (JSON or SSE, as the request asks).
+    Ok,
+    /// This status and body, with extra headers.
+    Status {
+        code: u16,
+        body: String,
+        headers: Vec<(&'static str, String)>,
+    },
+    /// Never send response headers.
+    Hang,
+    /// Wait, then behave normally.
+    Delay(Duration),
+    /// For streams: send `after` content events, then fail the connection.
+    DropAfter(usize),
+    /// For streams: send `after` content events, then go silent.
+    StallAfter(usize),
+    /// For streams: omit the usage chunk even when asked for it.
+    NoUsage,
+}
+
+/// A request the mock received.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub path: String,
+    pub key: String,
+    pub headers: HeaderMap,
+    pub raw: Bytes,
+    pub body: Value,
+}
+
+#[derive(Default)]
+pub struct UpstreamState {
+    pub requests: Mutex<Vec<Recorded>>,
+    behaviors: Mutex<HashMap<String, Behavior>>,
+    /// Streams whose client went away before the stream ended.
+    pub cancelled: AtomicUsize,
+    /// Content events per stream, and the gap between them.
+    pub chunks: AtomicUsize,
+    pub gap_ms: AtomicUsize,
+}
+
+pub struct MockUpstream {
+    pub addr: SocketAddr,
+    pub state: Arc<UpstreamState>,
+}
+
+impl MockUpstream {
+    pub async fn start() -> Self {
+        let state = Arc::new(UpstreamState::default());
+        state.chunks.store(5, Ordering::Relaxed);
+        let app = Router::new()
+            .route("/v1/chat/completions", post(upstream_chat))
+            .route(
+                "/v1/models",
+                get(|| async { axum::Json(json!({"object": "list", "data": []})) }),
+            )
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self { addr, state }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn set(&self, key: &str, behavior: Behavior) {
+        self.state
+            .behaviors
+            .lock()
+            .unwrap()
+            .insert(key.into(), behavior);
+    }
+
+    pub fn stream_shape(&self, chunks: usize, gap: Duration) {
+        self.state.chunks.store(chunks, Ordering::Relaxed);
+        self.state
+            .gap_ms
+            .store(gap.as_millis() as usize, Ordering::Relaxed);
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    /// How many requests each key received.
+    pub fn count_by_key(&self) -> HashMap<String, usize> {
+        let mut out = HashMap::new();
+        for r in self.requests() {
+            *out.entry(r.key).or_default() += 1;
+        }
+        out
+    }
+
+    pub fn clear(&self) {
+        self.state.requests.lock().unwrap().clear();
+    }
+}
+
+fn usage_json() -> Value {
+    json!({"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16})
+}
+
+struct CancelGuard {
+    state: Arc<UpstreamState>,
+    finished: bool,
+}
+
+impl CancelGuard {
+    fn finish(&mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.state.cancelled.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+async fn upstream_chat(
+    State(state): State<Arc<UpstreamState>>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let key = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .to_string();
+    let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    state.requests.lock().unwrap().push(Recorded {
+        path: "/v1/chat/completions".into(),
+        key: key.clone(),
+        headers: headers.clone(),
+        raw: raw.clone(),
+        body: body.clone(),
+    });
+    let behavior = state
+        .behaviors
+        .lock()
+        .unwrap()
+        .get(&key)
+        .cloned()
+        .unwrap_or(Behavior::Ok);
+    match behavior {
+        Behavior::Status {
+            code,
+            body,
+            headers,
+        } => {
+            let mut r = (StatusCode::from_u16(code).unwrap(), body).into_response();
+            r.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+            for (k, v) in headers {
+                r.headers_mut().insert(k, v.parse().unwrap());
+            }
+            return r;
+        }
+        Behavior::Hang => {
+            let mut guard = CancelGuard {
+                state: state.clone(),
+                finished: false,
+            };
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            guard.finish();
+            return StatusCode::OK.into_response();
+        }
+        Behavior::Delay(d) => tokio::time::sleep(d).await,
+        _ => {}
+    }
+    let model = body["model"].clone();
+    if body["stream"] != json!(true) {
+        return axum::Json(json!({
+            "id": "chatcmpl-test", "object": "chat.completion", "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello from upstream"}, "finish_reason": "stop"}],
+            "usage": usage_json(),
+            "x_upstream_extra": {"kept": true},
+        }))
+        .into_response();
+    }
+
+    let chunks = state.chunks.load(Ordering::Relaxed);
+    let gap = Duration::from_millis(state.gap_ms.load(Ordering::Relaxed) as u64);
+    let include_usage = body["stream_options"]["include_usage"] == json!(true)
+        && !matches!(behavior, Behavior::NoUsage);
+    let cut = match behavior {
+        Behavior::DropAfter(n) => Some((n, true)),
+        Behavior::StallAfter(n) => Some((n, false)),
+        _ => None,
+    };
+    let chunk = move |i: usize| {
+        let v = json!({"id": "c", "object": "chat.completion.chunk", "model": model,
+            "choices": [{"index": 0, "delta": {"content": format!("w{i} ")}, "finish_reason": null}]});
+        Bytes::from(format!("data: {v}\n\n"))
+    };
+    let guard = CancelGuard {
+        state: state.clone(),
+        finished: false,
+    };
+    let stream = futures_util::stream::unfold((0usize, guard), move |(i, mut guard)| {
+        let chunk = chunk.clone();
+        async move {
+            if i > 0 && !gap.is_zero() {
+                tokio::time::sleep(gap).await;
+            }
+            if let Some((n, drop_it)) = cut
+                && i == n
+            {
+                if drop_it {
+                    guard.finish();
+                    let err = std::io::Error::other("injected drop");
+                    return Some((Err(err), (i + 1, guard)));
+                }
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+            if i > n_total(chunks, include_usage) {
+                guard.finish();
+                return None;
+            }
+            let event = if i < chunks {
+                chunk(i)
+            } else if i == chunks && include_usage {
+                let v = json!({"id": "c", "object": "chat.completion.chunk", "choices": [], "usage": usage_json()});
+                Bytes::from(format!("data: {v}\n\n"))
+            } else {
+                Bytes::from_static(b"data: [DONE]\n\n")
+            };
+            Some((Ok::<_, std::io::Error>(event), (i + 1, guard)))
+        }
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut()
+        .insert("content-type", "text/event-stream".parse().unwrap());
+    r
+}
+
+/// Index of the last event: chunks, then the usage chunk if any, then [DONE].
+fn n_total(chunks: usize, include_usage: bool) -> usize {
+    chunks + usize::from(include_usage)
+}
+
+// ------------------------------------------------------------------ router
+
+pub const CLIENT_KEY: &str = "test-client-key-5f2c";
+
+pub struct RouterProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    logs: Arc<Mutex<String>>,
+    pub dir: tempfile::TempDir,
+}
+
+impl RouterProcess {
+    /// Writes `config` (YAML) and starts the binary on a free loopback port.
+    pub fn start(config: &str) -> Self {
+        Self::start_with(config, &[], &[])
+    }
+
+    pub fn start_with(config: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_llm-router"))
+            .arg("--config")
+            .arg(&path)
+            .args(["--log-format", "json"])
+            .args(args)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "info")
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let logs = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        for pipe in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let logs = logs.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    if let Ok(v) = serde_json::from_str::<Value>(&line)
+                        && v["message"] == "listening"
+                    {
+                        let _ = tx.send(v["addr"].as_str().unwrap().parse::<SocketAddr>().unwrap());
+                    }
+                    let mut l = logs.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("router did not start; logs:\n{}", logs.lock().unwrap());
+            }
+        };
+        Self {
+            child,
+            addr,
+            logs,
+            dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Request log lines (one per request), parsed.
+    pub fn request_logs(&self) -> Vec<Value> {
+        self.logs()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["target"] == "llm_router::request")
+            .collect()
+    }
+
+    /// Waits until `n` request log lines exist (streams log at their end).
+    pub async fn wait_request_logs(&self, n: usize) -> Vec<Value> {
+        let start = Instant::now();
+        loop {
+            let logs = self.request_logs();
+            if logs.len() >= n || start.elapsed() > Duration::from_secs(10) {
+                return logs;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for RouterProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A config with one group `g` over the given providers and models.
+/// `providers`: (name, base_url, keys); `models`: (weight, provider, model).
+pub fn config(
+    providers: &[(&str, &str, &[&str])],
+    models: &[(i64, &str, &str)],
+    extra: &str,
+) -> String {
+    let mut out = format!(
+        "host: 127.0.0.1\nport: 0\napi_key: {CLIENT_KEY}\n{extra}\ngroups:\n  - name: g\n    models:\n"
+    );
+    for (w, p, m) in models {
+        out.push_str(&format!(
+            "      - {{weight: {w}, provider: {p}, name: {m:?}}}\n"
+        ));
+    }
+    out.push_str("providers:\n");
+    for (name, url, keys) in providers {
+        let keys: Vec<String> = keys.iter().map(|k| format!("{k:?}")).collect();
+        out.push_str(&format!(
+            "  - {{name: {name}, base_url: {url:?}, api_keys: [{}]}}\n",
+            keys.join(", ")
+        ));
+    }
+    out
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().build().unwrap()
+}
+
+/// POSTs a chat body with the client key.
+pub async fn chat(router: &RouterProcess, body: Value) -> reqwest::Response {
+    client()
+        .post(router.url("/v1/chat/completions"))
+        .bearer_auth(CLIENT_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+pub fn hello(model: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+/// Reads an SSE response, returning each chunk with the time it arrived.
+pub async fn read_timed(mut response: reqwest::Response) -> Vec<(Instant, Bytes)> {
+    let mut out = Vec::new();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        out.push((Instant::now(), chunk));
+    }
+    out
+}
+
+/// `data:` payloads of a complete SSE text.
+pub fn sse_data(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .map(str::to_string)
+        .collect()
+}
