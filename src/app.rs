@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::routing::{HealthBook, Routes};
@@ -59,6 +60,8 @@ pub struct Shared {
     pub upstream: Upstream,
     pub ledger: Arc<Ledger>,
     pub health: Arc<HealthBook>,
+    /// Cancelled when the shutdown drain runs out: open streams end themselves.
+    pub streams_stop: CancellationToken,
 }
 
 /// Cheap to clone; handed to every handler.
@@ -84,6 +87,7 @@ impl AppState {
             upstream,
             ledger,
             health,
+            streams_stop: CancellationToken::new(),
         })))
     }
 

@@ -14,7 +14,6 @@ use llm_router::mock::{self, MockOptions};
 use llm_router::server::{self, ServerOptions};
 use llm_router::telemetry::{self, LogFormat};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
@@ -190,13 +189,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local: SocketAddr = listener.local_addr()?;
     let groups = config.groups.len();
+    let options = ServerOptions {
+        drain: config.timeouts.drain,
+        header_read_timeout: config.timeouts.header_read,
+        ..ServerOptions::default()
+    };
     let app = AppState::new(config)?;
-    let streams_stop = CancellationToken::new();
+    let streams_stop = app.streams_stop.clone();
+    tokio::spawn(llm_router::upstream::probe::run(app.clone()));
     tracing::info!(addr = %local, groups, version = env!("CARGO_PKG_VERSION"), "listening");
     server::serve(
         listener,
         llm_router::http::router(app),
-        ServerOptions::default(),
+        options,
         server::shutdown_signal(),
         streams_stop,
     )
@@ -223,6 +228,7 @@ async fn demo(host: &str, port: u16, api_key: &str) -> anyhow::Result<()> {
         name: (*name).into(),
         base_url: format!("http://{addr}/v1"),
         api_keys: keys.iter().map(|k| Secret::new(*k)).collect(),
+        health_check: None,
     };
     let model = |weight, provider: &str, name: &str| ModelConfig {
         weight,

@@ -89,6 +89,32 @@ pub struct ProviderConfig {
     pub base_url: String,
     #[serde(default)]
     pub api_keys: Vec<Secret>,
+    /// Active health checks; off unless set.
+    #[serde(default)]
+    pub health_check: Option<HealthCheck>,
+}
+
+/// `GET {base_url}{path}` every `interval` with one of the provider's keys;
+/// a failure marks the whole provider down until a probe succeeds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheck {
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+    #[serde(deserialize_with = "env::expanded_string")]
+    pub path: String,
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(30),
+            path: "/models".into(),
+            timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -125,6 +151,12 @@ pub struct Timeouts {
     /// Whole request, failover included.
     #[serde(deserialize_with = "duration")]
     pub total: Duration,
+    /// On shutdown, how long in-flight requests and streams may finish.
+    #[serde(deserialize_with = "duration")]
+    pub drain: Duration,
+    /// How long a client may take to send its request head (slowloris guard).
+    #[serde(deserialize_with = "duration")]
+    pub header_read: Duration,
 }
 
 impl Default for Timeouts {
@@ -134,6 +166,8 @@ impl Default for Timeouts {
             first_byte: Duration::from_secs(120),
             idle: Duration::from_secs(120),
             total: Duration::from_secs(30 * 60),
+            drain: Duration::from_secs(30),
+            header_read: Duration::from_secs(10),
         }
     }
 }

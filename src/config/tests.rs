@@ -142,3 +142,29 @@ fn format_follows_the_extension() {
     assert_eq!(Format::of(Path::new("config.json")), Some(Format::Json));
     assert_eq!(Format::of(Path::new("config.toml")), None);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, rng_seed: proptest::test_runner::RngSeed::Fixed(5), ..Default::default() })]
+
+    /// The loader never panics, whatever the file holds.
+    #[test]
+    fn arbitrary_config_text_never_panics(text in "\\PC{0,200}") {
+        for format in [Format::Yaml, Format::Json] {
+            if let Ok(c) = Config::parse(&text, format) {
+                let _ = c.validate();
+            }
+        }
+    }
+
+    /// Structured but wrong configs: still no panic, and problems have paths.
+    #[test]
+    fn mutated_configs_report_problems_with_paths(weight in -5i64..5, url in "[a-z:/.]{0,20}", keys in 0usize..3) {
+        let keys: Vec<String> = (0..keys).map(|i| format!("\"k{i}\"")).collect();
+        let yaml = format!("api_key: k\ngroups:\n  - name: g\n    models: [{{weight: {weight}, provider: p, name: m}}]\nproviders:\n  - {{name: p, base_url: \"{url}\", api_keys: [{}]}}\n", keys.join(","));
+        if let Ok(c) = Config::parse(&yaml, Format::Yaml) {
+            for p in c.validate() {
+                proptest::prop_assert!(!p.path.is_empty(), "{p}");
+            }
+        }
+    }
+}

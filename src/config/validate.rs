@@ -81,6 +81,20 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
                 "must list at least one key".into(),
             );
         }
+        if let Some(hc) = &provider.health_check {
+            if hc.interval < std::time::Duration::from_millis(100) {
+                push(
+                    format!("{at}.health_check.interval"),
+                    "must be at least 100ms".into(),
+                );
+            }
+            if !hc.path.starts_with('/') {
+                push(
+                    format!("{at}.health_check.path"),
+                    "must start with '/'".into(),
+                );
+            }
+        }
         for (k, key) in provider.api_keys.iter().enumerate() {
             if key.is_empty() {
                 push(format!("{at}.api_keys[{k}]"), "must not be empty".into());
@@ -149,6 +163,7 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
         ("first_byte", t.first_byte),
         ("idle", t.idle),
         ("total", t.total),
+        ("header_read", t.header_read),
     ] {
         if value.is_zero() {
             push(format!("timeouts.{name}"), "must be greater than 0".into());

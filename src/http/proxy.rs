@@ -110,6 +110,7 @@ async fn proxy(
             idle: config.timeouts.idle,
             deadline,
             encoding,
+            stop: app.streams_stop.clone(),
         };
         let events = relay::relay(attempt.response.bytes_stream(), exchange, options);
         if let Some(encoding) = encoding {
@@ -126,10 +127,11 @@ async fn proxy(
 
     match read_upstream(attempt.response, config.timeouts.idle, deadline).await {
         Ok(bytes) => {
+            // Providers do not bill requests they refused.
             let usage = if status.is_success() {
                 sse::body_usage(&bytes)
             } else {
-                None
+                Some(Default::default())
             };
             exchange.finish(End::ok(usage));
             let mut response = Response::new(Body::from(bytes));

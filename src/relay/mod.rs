@@ -17,6 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::accounting::{End, Exchange};
 use crate::usage::TokenUsage;
@@ -26,13 +27,18 @@ use sse::EventSplitter;
 /// The event that ends a stream the upstream broke or stalled.
 pub const INTERRUPTED_EVENT: &[u8] = b"data: {\"error\":{\"message\":\"The upstream stream was interrupted before it completed.\",\"type\":\"server_error\",\"param\":null,\"code\":\"stream_interrupted\"}}\n\n";
 
-#[derive(Debug, Clone, Copy)]
+/// The event that ends a stream still open when the shutdown drain expires.
+pub const SHUTDOWN_EVENT: &[u8] = b"data: {\"error\":{\"message\":\"The router is shutting down; the stream was ended before it completed.\",\"type\":\"server_error\",\"param\":null,\"code\":\"shutting_down\"}}\n\n";
+
+#[derive(Debug, Clone)]
 pub struct RelayOptions {
     /// Drop the usage-only chunk: the router asked for it, the client did not.
     pub strip_usage_chunk: bool,
     pub idle: Duration,
     pub deadline: Instant,
     pub encoding: Option<Encoding>,
+    /// Cancelled when the shutdown drain runs out.
+    pub stop: CancellationToken,
 }
 
 enum Phase {
@@ -105,7 +111,15 @@ where
                 Phase::Streaming => {}
             }
             let wait_until = (Instant::now() + self.opts.idle).min(self.opts.deadline);
-            match tokio::time::timeout_at(wait_until, self.upstream.next()).await {
+            let next = tokio::select! {
+                next = tokio::time::timeout_at(wait_until, self.upstream.next()) => next,
+                () = self.opts.stop.cancelled() => {
+                    self.phase = Phase::Ending;
+                    self.end(false, "shutdown");
+                    return Some(self.encode(SHUTDOWN_EVENT).await);
+                }
+            };
+            match next {
                 Ok(Some(Ok(bytes))) => self.splitter.push(&bytes),
                 Ok(None) => {
                     self.phase = Phase::Ending;
@@ -186,3 +200,6 @@ impl<S> Drop for Relay<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

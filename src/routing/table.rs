@@ -18,6 +18,9 @@ pub struct Provider {
     /// `base_url` without a trailing slash.
     pub base_url: String,
     pub keys: Vec<Arc<ProviderKey>>,
+    /// Provider-wide health, set by active health checks.
+    pub health: Arc<Health>,
+    pub health_check: Option<crate::config::HealthCheck>,
 }
 
 impl Provider {
@@ -70,7 +73,11 @@ impl Candidate {
         View {
             weight: self.weight,
             usage: self.usage.load(),
-            ready_at: self.health.ready_at().max(self.key.health.ready_at()),
+            ready_at: self
+                .health
+                .ready_at()
+                .max(self.key.health.ready_at())
+                .max(self.provider.health.ready_at()),
         }
     }
 }
@@ -156,6 +163,8 @@ impl Routes {
                     .collect();
                 Arc::new(Provider {
                     base_url: p.base_url.trim_end_matches('/').to_string(),
+                    health: health.cell(&name, &Arc::from(""), None),
+                    health_check: p.health_check.clone(),
                     name,
                     keys,
                 })

@@ -9,6 +9,7 @@
 
 mod failover;
 mod headers;
+pub mod probe;
 
 use std::time::Duration;
 

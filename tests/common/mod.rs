@@ -62,6 +62,9 @@ pub struct UpstreamState {
     /// Content events per stream, and the gap between them.
     pub chunks: AtomicUsize,
     pub gap_ms: AtomicUsize,
+    /// Status `/v1/models` answers with (health checks); 0 means 200.
+    pub models_status: std::sync::atomic::AtomicU16,
+    pub models_probes: AtomicUsize,
 }
 
 pub struct MockUpstream {
@@ -75,10 +78,7 @@ impl MockUpstream {
         state.chunks.store(5, Ordering::Relaxed);
         let app = Router::new()
             .route("/v1/chat/completions", post(upstream_chat))
-            .route(
-                "/v1/models",
-                get(|| async { axum::Json(json!({"object": "list", "data": []})) }),
-            )
+            .route("/v1/models", get(upstream_models))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -122,6 +122,14 @@ impl MockUpstream {
 
     pub fn clear(&self) {
         self.state.requests.lock().unwrap().clear();
+    }
+}
+
+async fn upstream_models(State(state): State<Arc<UpstreamState>>) -> Response {
+    state.models_probes.fetch_add(1, Ordering::SeqCst);
+    match state.models_status.load(Ordering::SeqCst) {
+        0 => axum::Json(json!({"object": "list", "data": []})).into_response(),
+        code => StatusCode::from_u16(code).unwrap().into_response(),
     }
 }
 

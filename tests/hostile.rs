@@ -1,0 +1,181 @@
+//! Hostile input over raw sockets: every case gets a clear status, and the
+//! router stays healthy afterwards.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use common::*;
+
+/// Sends raw bytes and returns the response's status code (0 if the
+/// connection closed without one).
+async fn raw(addr: SocketAddr, bytes: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let _ = s.write_all(bytes).await;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .or_else(|| text.strip_prefix("HTTP/1.0 "))
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+fn post(body: &[u8], extra_headers: &str) -> Vec<u8> {
+    let mut req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {CLIENT_KEY}\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n{extra_headers}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    req
+}
+
+async fn healthy(addr: SocketAddr) {
+    let (status, _) = raw(
+        addr,
+        b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200, "router unhealthy after a hostile request");
+}
+
+#[tokio::test]
+async fn hostile_requests_get_clear_statuses_and_the_router_survives() {
+    let up = MockUpstream::start().await;
+    let cfg = config(
+        &[("p", &up.base_url(), &["k"])],
+        &[(1, "p", "m")],
+        "timeouts: {header_read: 500ms}",
+    );
+    let router = RouterProcess::start(&cfg);
+    let addr = router.addr;
+    let deep = format!(r#"{{"model":"g","x":{}}}"#, "[".repeat(5000));
+    let long_model = format!(r#"{{"model":"{}"}}"#, "m".repeat(10_000));
+    let many_headers: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let huge_header = format!("X-Big: {}\r\n", "a".repeat(100_000));
+    let long_auth = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{{}}",
+        "z".repeat(8000)
+    );
+
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("1 GiB content-length", b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-client-key-5f2c\r\nContent-Length: 1073741824\r\nConnection: close\r\n\r\n{".to_vec(), 413),
+        ("invalid json", post(b"{nope", ""), 400),
+        ("empty body", post(b"", ""), 400),
+        ("json null", post(b"null", ""), 400),
+        ("json array", post(b"[1,2]", ""), 400),
+        ("json string", post(b"\"model\"", ""), 400),
+        ("duplicate model", post(br#"{"model":"g","model":"other"}"#, ""), 400),
+        ("duplicate stream", post(br#"{"model":"g","stream":false,"stream":true}"#, ""), 400),
+        ("model with CRLF", post(b"{\"model\":\"g\\r\\nX-Injected: 1\"}", ""), 400),
+        ("model with NUL", post(b"{\"model\":\"g\\u0000\"}", ""), 400),
+        ("model is an object", post(br#"{"model":{"name":"g"}}"#, ""), 400),
+        ("model is null", post(br#"{"model":null}"#, ""), 400),
+        ("stream is a string", post(br#"{"model":"g","stream":"true"}"#, ""), 400),
+        ("stream_options is an array", post(br#"{"model":"g","stream":true,"stream_options":[]}"#, ""), 400),
+        ("include_usage is a string", post(br#"{"model":"g","stream":true,"stream_options":{"include_usage":"yes"}}"#, ""), 400),
+        ("deep nesting", post(deep.as_bytes(), ""), 400),
+        ("invalid utf-8", post(b"{\"model\":\"g\xff\xfe\"}", ""), 400),
+        ("byte order mark", post(b"\xef\xbb\xbf{\"model\":\"g\"}", ""), 400),
+        ("trailing garbage", post(br#"{"model":"g"} {"model":"g"}"#, ""), 400),
+        ("unterminated string", post(br#"{"model":"g"#, ""), 400),
+        ("10 KB model name", post(long_model.as_bytes(), ""), 404),
+        ("unknown group", post(br#"{"model":"../../etc/passwd"}"#, ""), 404),
+        ("huge header", post(br#"{"model":"g"}"#, &huge_header), 431),
+        ("too many headers", post(br#"{"model":"g"}"#, &many_headers), 431),
+        ("8 KB bearer token", long_auth.into_bytes(), 401),
+        ("no auth", b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}".to_vec(), 401),
+        ("wrong method", b"DELETE /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-client-key-5f2c\r\nConnection: close\r\n\r\n".to_vec(), 405),
+        ("garbage request line", b"HELLO\r\n\r\n".to_vec(), 400),
+        // RFC 9112: chunked wins over Content-Length; the empty body is then a 400.
+        ("both content-length and chunked", b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-client-key-5f2c\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n".to_vec(), 400),
+        ("negative content-length", b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\nConnection: close\r\n\r\n".to_vec(), 400),
+        ("bad chunk size", b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-client-key-5f2c\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n".to_vec(), 400),
+        ("header without colon", b"GET /health HTTP/1.1\r\nHost: x\r\nNoColonHere\r\nConnection: close\r\n\r\n".to_vec(), 400),
+        ("unknown path", b"GET /v1/../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(), 404),
+        ("redirect fields in body are ignored", post(br#"{"model":"g","api_base":"http://169.254.169.254/","base_url":"http://evil"}"#, ""), 200),
+        ("http/1.0 request", b"GET /health HTTP/1.0\r\n\r\n".to_vec(), 200),
+        ("text/plain content type still parsed", post(br#"{"model":"g"}"#, "X-Note: 1\r\n"), 200),
+    ];
+    assert!(cases.len() >= 30);
+    for (name, bytes, expected) in &cases {
+        let (status, text) = raw(addr, bytes).await;
+        assert_eq!(
+            status,
+            *expected,
+            "case {name:?}: got {status}\n{}",
+            text.chars().take(300).collect::<String>()
+        );
+        if (400..500).contains(&status) && text.contains("\r\n\r\n{") {
+            let body = text.split_once("\r\n\r\n").unwrap().1;
+            let v: serde_json::Value =
+                serde_json::from_str(body).unwrap_or_else(|e| panic!("{name}: {e}: {body}"));
+            assert!(v["error"]["message"].is_string(), "{name}: {body}");
+        }
+        healthy(addr).await;
+    }
+    // Traffic only ever went to the configured upstream.
+    assert!(
+        up.requests()
+            .iter()
+            .all(|r| r.path == "/v1/chat/completions")
+    );
+    let logs = router.logs();
+    assert!(
+        !logs.contains("X-Injected: 1"),
+        "control characters reached the log unescaped"
+    );
+}
+
+#[tokio::test]
+async fn slowloris_connections_are_closed_after_the_header_timeout() {
+    let up = MockUpstream::start().await;
+    let cfg = config(
+        &[("p", &up.base_url(), &["k"])],
+        &[(1, "p", "m")],
+        "timeouts: {header_read: 500ms}",
+    );
+    let router = RouterProcess::start(&cfg);
+    let mut s = TcpStream::connect(router.addr).await.unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    // The server gives up on us: it closes (possibly after a 408).
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("the server never closed the slow connection")
+        .unwrap_or(0);
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(n == 0 || head.starts_with("HTTP/1.1 408"), "{head}");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    healthy(router.addr).await;
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_all_answered() {
+    let up = MockUpstream::start().await;
+    let cfg = config(&[("p", &up.base_url(), &["k"])], &[(1, "p", "m")], "");
+    let router = RouterProcess::start(&cfg);
+    let (_, text) = raw(
+        router.addr,
+        b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 3, "{text}");
+}
