@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::routing::{HealthBook, Routes};
 use crate::upstream::Upstream;
 use crate::usage::Ledger;
+use crate::usage::store::{self, StoreStatus, StoreUrl, Syncer, UsageWindow};
 
 /// Everything built from one config.
 pub struct Runtime {
@@ -62,6 +63,9 @@ pub struct Shared {
     pub health: Arc<HealthBook>,
     /// Cancelled when the shutdown drain runs out: open streams end themselves.
     pub streams_stop: CancellationToken,
+    pub store_status: Arc<StoreStatus>,
+    /// The write-behind thread; taken at shutdown for the final flush.
+    syncer: std::sync::Mutex<Option<Syncer>>,
 }
 
 /// Cheap to clone; handed to every handler.
@@ -76,11 +80,22 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// Builds the state for a validated config.
-    pub fn new(config: Config) -> anyhow::Result<Self> {
+    /// Builds the state for a validated config, restoring usage from the
+    /// store and starting its write-behind syncer.
+    pub fn new(config: Config, store_url: &StoreUrl) -> anyhow::Result<Self> {
         let ledger = Arc::new(Ledger::new());
         let health = Arc::new(HealthBook::default());
         let upstream = Upstream::new(&config.timeouts)?;
+        let window = UsageWindow::new(config.usage_window().map_err(anyhow::Error::msg)?);
+        let store_status = Arc::new(StoreStatus::default());
+        let store = store::open(store_url)?;
+        let syncer = Syncer::start(
+            store,
+            ledger.clone(),
+            health.clone(),
+            window,
+            store_status.clone(),
+        );
         let runtime = Runtime::build(config, &ledger, &health);
         Ok(Self(Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
@@ -88,7 +103,26 @@ impl AppState {
             ledger,
             health,
             streams_stop: CancellationToken::new(),
+            store_status,
+            syncer: std::sync::Mutex::new(Some(syncer)),
         })))
+    }
+
+    /// Forgets usage for `keys`, in the store and in memory.
+    pub fn reset_usage(&self, keys: Vec<crate::usage::UsageKey>) -> Result<(), String> {
+        let syncer = self.syncer.lock().unwrap_or_else(|e| e.into_inner());
+        match syncer.as_ref() {
+            Some(s) => s.reset(keys),
+            None => Err("shutting down".into()),
+        }
+    }
+
+    /// Final flush of usage to the store. Call once, after the drain.
+    pub fn flush_and_stop_store(&self) {
+        let syncer = self.syncer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(s) = syncer {
+            s.stop();
+        }
     }
 
     /// The current config and routes, for the whole of one request.

@@ -16,6 +16,7 @@
 //!   shutdown; [`mock`]: the built-in demo provider.
 
 pub mod accounting;
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod http;

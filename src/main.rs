@@ -13,6 +13,7 @@ use llm_router::config::{Config, GroupConfig, ModelConfig, ProviderConfig, Secre
 use llm_router::mock::{self, MockOptions};
 use llm_router::server::{self, ServerOptions};
 use llm_router::telemetry::{self, LogFormat};
+use llm_router::usage::store::StoreUrl;
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
@@ -177,12 +178,13 @@ fn healthcheck(cli: &Cli, url: Option<String>) -> ExitCode {
 
 async fn serve_config(cli: &Cli) -> anyhow::Result<()> {
     let config = Config::load(&cli.config).map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
-    tracing::info!(config = %cli.config.display(), "config loaded");
-    run(config).await
+    let store = config.store_url().map_err(anyhow::Error::msg)?;
+    tracing::info!(config = %cli.config.display(), store = %store.describe(), "config loaded");
+    run(config, store).await
 }
 
-/// Binds, serves until SIGTERM/SIGINT, then drains.
-async fn run(config: Config) -> anyhow::Result<()> {
+/// Binds, serves until SIGTERM/SIGINT, drains, then flushes usage.
+async fn run(config: Config, store: StoreUrl) -> anyhow::Result<()> {
     let addr = format!("{}:{}", config.host, config.port);
     let listener = TcpListener::bind(&addr)
         .await
@@ -194,19 +196,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
         header_read_timeout: config.timeouts.header_read,
         ..ServerOptions::default()
     };
-    let app = AppState::new(config)?;
+    let app = AppState::new(config, &store)?;
     let streams_stop = app.streams_stop.clone();
     tokio::spawn(llm_router::upstream::probe::run(app.clone()));
     tracing::info!(addr = %local, groups, version = env!("CARGO_PKG_VERSION"), "listening");
     server::serve(
         listener,
-        llm_router::http::router(app),
+        llm_router::http::router(app.clone()),
         options,
         server::shutdown_signal(),
         streams_stop,
     )
     .await;
-    tracing::info!("stopped");
+    tokio::task::spawn_blocking(move || app.flush_and_stop_store()).await?;
+    tracing::info!("usage flushed; stopped");
     Ok(())
 }
 
@@ -258,10 +261,15 @@ async fn demo(host: &str, port: u16, api_key: &str) -> anyhow::Result<()> {
     ];
     let problems = config.validate();
     anyhow::ensure!(problems.is_empty(), "demo config is invalid: {problems:?}");
+    // The demo keeps usage in memory unless told otherwise.
+    let store = match std::env::var("LLM_ROUTER_STORE") {
+        Ok(raw) if !raw.is_empty() => StoreUrl::parse(&raw).map_err(anyhow::Error::msg)?,
+        _ => StoreUrl::Memory,
+    };
     tracing::info!(
         "demo mode: mock providers only. Try:\n  curl http://{host}:{port}/v1/chat/completions -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' -d '{{\"model\":\"demo\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'"
     );
-    run(config).await
+    run(config, store).await
 }
 
 async fn run_mock(port: u16, options: MockOptions) -> anyhow::Result<()> {

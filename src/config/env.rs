@@ -48,6 +48,13 @@ pub fn expanded_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Err
     expand(&raw, from_process_env).map_err(D::Error::custom)
 }
 
+/// `deserialize_with` helper: an optional expanded string.
+pub fn expanded_opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|raw| expand(&raw, from_process_env).map_err(D::Error::custom))
+        .transpose()
+}
+
 /// `deserialize_with` helper: a list of expanded strings.
 pub fn expanded_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     Vec::<String>::deserialize(d)?

@@ -55,6 +55,42 @@ pub struct Config {
     pub retries: Retries,
     #[serde(default)]
     pub cooldown: Cooldown,
+    /// `memory`, `sqlite://PATH` (the default) or `redis://...`;
+    /// `LLM_ROUTER_STORE` overrides it.
+    #[serde(default, deserialize_with = "env::expanded_opt_string")]
+    pub store: Option<String>,
+    /// `cumulative` (the default) or a rolling window such as `1m`, `1h`, `1d`.
+    #[serde(default, deserialize_with = "env::expanded_opt_string")]
+    pub usage_window: Option<String>,
+    /// Bearer token for `/admin/*`; the admin API is disabled without it.
+    #[serde(default)]
+    pub admin_key: Option<Secret>,
+}
+
+impl Config {
+    /// The store to use: `LLM_ROUTER_STORE`, else `store`, else SQLite.
+    pub fn store_url(&self) -> Result<crate::usage::store::StoreUrl, String> {
+        let raw = std::env::var("LLM_ROUTER_STORE")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .or_else(|| self.store.clone())
+            .unwrap_or_else(|| crate::usage::store::StoreUrl::DEFAULT.to_string());
+        crate::usage::store::StoreUrl::parse(&raw)
+    }
+
+    /// The rolling usage window, or `None` for cumulative counting.
+    pub fn usage_window(&self) -> Result<Option<Duration>, String> {
+        match self.usage_window.as_deref().map(str::trim) {
+            None | Some("cumulative") => Ok(None),
+            Some(raw) => match humantime::parse_duration(raw) {
+                Ok(d) if d >= Duration::from_secs(10) => Ok(Some(d)),
+                Ok(_) => Err("must be at least 10s".into()),
+                Err(e) => Err(format!(
+                    "{raw:?} is neither \"cumulative\" nor a duration like \"1h\": {e}"
+                )),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

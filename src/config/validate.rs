@@ -151,6 +151,23 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
         }
     }
 
+    if let Err(why) = config.store_url() {
+        push("store".into(), why);
+    }
+    if let Err(why) = config.usage_window() {
+        push("usage_window".into(), why);
+    }
+    match (&config.admin_key, &config.api_key) {
+        (Some(admin), _) if admin.is_empty() => {
+            push("admin_key".into(), "must not be empty".into())
+        }
+        (Some(admin), Some(client)) if admin == client => push(
+            "admin_key".into(),
+            "must differ from api_key: the client key must never open admin".into(),
+        ),
+        _ => {}
+    }
+
     if config.max_body_bytes == 0 {
         push("max_body_bytes".into(), "must be greater than 0".into());
     }

@@ -14,6 +14,8 @@ pub enum ApiError {
         param: Option<&'static str>,
     },
     Unauthorized,
+    /// Authenticated, but not allowed here (the client key on admin routes).
+    Forbidden,
     ModelNotFound(String),
     NotFound,
     MethodNotAllowed,
@@ -49,6 +51,7 @@ impl ApiError {
         match self {
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::ModelNotFound(_) | Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -65,6 +68,7 @@ impl ApiError {
         match self {
             Self::InvalidRequest { .. } => "invalid_request",
             Self::Unauthorized => "invalid_api_key",
+            Self::Forbidden => "forbidden",
             Self::ModelNotFound(_) => "model_not_found",
             Self::NotFound => "unknown_url",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -86,7 +90,7 @@ impl ApiError {
             | Self::MethodNotAllowed
             | Self::PayloadTooLarge(_)
             | Self::UnsupportedMediaType => "invalid_request_error",
-            Self::Unauthorized => "authentication_error",
+            Self::Unauthorized | Self::Forbidden => "authentication_error",
             Self::RateLimited { .. } => "rate_limit_error",
             _ => "server_error",
         }
@@ -96,6 +100,7 @@ impl ApiError {
         match self {
             Self::InvalidRequest { message, .. } => message.clone(),
             Self::Unauthorized => "Incorrect API key provided. Pass the router's key as `Authorization: Bearer <key>`.".into(),
+            Self::Forbidden => "This key is not allowed here.".into(),
             Self::ModelNotFound(model) => {
                 let shown: String = model.chars().take(256).collect();
                 format!("The model `{shown}` does not exist or you do not have access to it.")

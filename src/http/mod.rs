@@ -2,6 +2,7 @@
 //! responses. Handlers live in [`proxy`] (the request path) and [`meta`].
 
 mod auth;
+pub use auth::bearer;
 pub mod error;
 mod meta;
 mod proxy;
@@ -30,6 +31,7 @@ pub fn router(app: AppState) -> Router {
         .route_layer(from_fn_with_state(app.clone(), auth::require_client_key));
     Router::new()
         .merge(v1)
+        .merge(crate::admin::router(app.clone()))
         .route("/health", get(meta::health))
         .fallback(not_found)
         .layer(map_response(json_405))

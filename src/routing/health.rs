@@ -29,6 +29,8 @@ pub enum Reason {
     Timeout,
     Unauthorized,
     HealthCheck,
+    /// Another router instance put it in cooldown (shared through Redis).
+    Peer,
 }
 
 impl Reason {
@@ -40,6 +42,7 @@ impl Reason {
             4 => Self::Timeout,
             5 => Self::Unauthorized,
             6 => Self::HealthCheck,
+            7 => Self::Peer,
             _ => Self::None,
         }
     }
@@ -53,6 +56,7 @@ impl Reason {
             Self::Timeout => "timeout",
             Self::Unauthorized => "unauthorized",
             Self::HealthCheck => "health_check",
+            Self::Peer => "peer",
         }
     }
 }
@@ -116,6 +120,27 @@ impl Health {
         }
     }
 
+    /// When the cooldown ends as Unix milliseconds, or 0 if not cooling.
+    pub fn cooldown_until_unix_ms(&self) -> u64 {
+        let remaining = self.ready_at.load(Relaxed).saturating_sub(now_ms());
+        if remaining == 0 {
+            return 0;
+        }
+        unix_ms() + remaining
+    }
+
+    /// Extends the cooldown to a time another instance reported.
+    pub fn extend_to_unix_ms(&self, until: u64) {
+        let remaining = until.saturating_sub(unix_ms());
+        if remaining == 0 {
+            return;
+        }
+        let target = now_ms() + remaining;
+        if self.ready_at.fetch_max(target, Relaxed) < target {
+            self.reason.store(Reason::Peer as u8, Relaxed);
+        }
+    }
+
     pub fn state(&self) -> HealthState {
         let now = now_ms();
         let ready_at = self.ready_at.load(Relaxed);
@@ -131,6 +156,12 @@ impl Health {
             remaining_ms: ready_at.saturating_sub(now),
         }
     }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// `base × 2^(n-1)`, capped at `max`, with ±20% jitter so that keys that

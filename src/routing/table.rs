@@ -102,7 +102,7 @@ impl Group {
 
 /// Names a health cell: provider, key fingerprint, and model (`None` for
 /// the key as a whole).
-type HealthKey = (Arc<str>, Arc<str>, Option<Arc<str>>);
+pub type HealthKey = (Arc<str>, Arc<str>, Option<Arc<str>>);
 
 /// Health cells by name, shared across config reloads like the usage ledger.
 #[derive(Default)]
@@ -123,6 +123,25 @@ impl HealthBook {
             .entry((provider.clone(), fingerprint.clone(), model.cloned()))
             .or_default()
             .clone()
+    }
+
+    /// Every cell's cooldown end (Unix ms; 0 if not cooling), to share.
+    pub fn cooldowns(&self) -> Vec<(HealthKey, u64)> {
+        let cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+        cells
+            .iter()
+            .map(|(k, h)| (k.clone(), h.cooldown_until_unix_ms()))
+            .collect()
+    }
+
+    /// Applies cooldowns other instances reported.
+    pub fn apply_cooldowns(&self, theirs: &[(HealthKey, u64)]) {
+        let cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+        for (k, until) in theirs {
+            if let Some(h) = cells.get(k) {
+                h.extend_to_unix_ms(*until);
+            }
+        }
     }
 }
 

@@ -13,19 +13,64 @@ pub struct TokenUsage {
     pub total_tokens: u64,
 }
 
-/// Lock-free counters for one (provider, key, model).
+/// Six counters, as atomics.
 #[derive(Debug, Default)]
-pub struct UsageCell {
-    /// What routing balances on: reported tokens plus penalties.
+struct Counters {
     tokens: AtomicU64,
-    /// Estimates held by requests in flight.
-    reserved: AtomicU64,
     prompt_tokens: AtomicU64,
     completion_tokens: AtomicU64,
     requests: AtomicU64,
     errors: AtomicU64,
-    /// Requests whose tokens were estimated because upstream reported none.
     estimated: AtomicU64,
+}
+
+impl Counters {
+    fn load(&self) -> Totals {
+        Totals {
+            tokens: self.tokens.load(Relaxed),
+            reserved: 0,
+            prompt_tokens: self.prompt_tokens.load(Relaxed),
+            completion_tokens: self.completion_tokens.load(Relaxed),
+            requests: self.requests.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+            estimated: self.estimated.load(Relaxed),
+        }
+    }
+
+    fn store(&self, t: &Totals) {
+        self.tokens.store(t.tokens, Relaxed);
+        self.prompt_tokens.store(t.prompt_tokens, Relaxed);
+        self.completion_tokens.store(t.completion_tokens, Relaxed);
+        self.requests.store(t.requests, Relaxed);
+        self.errors.store(t.errors, Relaxed);
+        self.estimated.store(t.estimated, Relaxed);
+    }
+
+    fn add(&self, t: &Totals) {
+        self.tokens.fetch_add(t.tokens, Relaxed);
+        self.prompt_tokens.fetch_add(t.prompt_tokens, Relaxed);
+        self.completion_tokens
+            .fetch_add(t.completion_tokens, Relaxed);
+        self.requests.fetch_add(t.requests, Relaxed);
+        self.errors.fetch_add(t.errors, Relaxed);
+        self.estimated.fetch_add(t.estimated, Relaxed);
+    }
+}
+
+/// Lock-free counters for one (provider, key, model).
+///
+/// `local` is what this process counted (plus history restored from the
+/// store at start-up); only the request path writes it. `shared` is what
+/// other router instances counted, refreshed by the store syncer.
+/// `window_base` is the cumulative token count at the start of the rolling
+/// window, so selection balances on recent usage when a window is set.
+#[derive(Debug, Default)]
+pub struct UsageCell {
+    local: Counters,
+    shared: Counters,
+    window_base: AtomicU64,
+    /// Estimates held by requests in flight.
+    reserved: AtomicU64,
     /// Running average of completion tokens per request, for estimates.
     completion_avg: AtomicU64,
 }
@@ -57,21 +102,46 @@ pub struct Settlement {
 impl UsageCell {
     /// The usage selection compares: settled tokens plus in-flight estimates.
     pub fn load(&self) -> u64 {
-        self.tokens
-            .load(Relaxed)
+        self.cumulative_tokens()
+            .saturating_sub(self.window_base.load(Relaxed))
             .saturating_add(self.reserved.load(Relaxed))
     }
 
+    /// Tokens ever counted for this pair, by every instance.
+    pub fn cumulative_tokens(&self) -> u64 {
+        self.local
+            .tokens
+            .load(Relaxed)
+            .saturating_add(self.shared.tokens.load(Relaxed))
+    }
+
+    /// Everything counted, by this instance and the others.
     pub fn totals(&self) -> Totals {
-        Totals {
-            tokens: self.tokens.load(Relaxed),
-            reserved: self.reserved.load(Relaxed),
-            prompt_tokens: self.prompt_tokens.load(Relaxed),
-            completion_tokens: self.completion_tokens.load(Relaxed),
-            requests: self.requests.load(Relaxed),
-            errors: self.errors.load(Relaxed),
-            estimated: self.estimated.load(Relaxed),
-        }
+        let mut t = self.local.load();
+        let s = self.shared.load();
+        t.tokens += s.tokens;
+        t.prompt_tokens += s.prompt_tokens;
+        t.completion_tokens += s.completion_tokens;
+        t.requests += s.requests;
+        t.errors += s.errors;
+        t.estimated += s.estimated;
+        t.reserved = self.reserved.load(Relaxed);
+        t
+    }
+
+    /// What this instance counted (and restored); the store syncs this.
+    pub fn local_totals(&self) -> Totals {
+        self.local.load()
+    }
+
+    /// Sets what other instances counted (from the shared store).
+    pub fn set_shared(&self, t: &Totals) {
+        self.shared.store(t);
+    }
+
+    /// Sets the cumulative token count at the start of the usage window.
+    pub fn set_window_base(&self, tokens: u64) {
+        self.window_base.store(tokens, Relaxed);
     }
 
     /// Holds `prompt_estimate` plus the usual completion size until settled.
@@ -108,18 +178,15 @@ impl UsageCell {
             }
         };
         let penalty = s.request_penalty + if s.failed { s.error_penalty } else { 0 };
-        self.tokens
-            .fetch_add(usage.total_tokens.saturating_add(penalty), Relaxed);
-        self.prompt_tokens.fetch_add(usage.prompt_tokens, Relaxed);
-        self.completion_tokens
-            .fetch_add(usage.completion_tokens, Relaxed);
-        self.requests.fetch_add(1, Relaxed);
-        if s.failed {
-            self.errors.fetch_add(1, Relaxed);
-        }
-        if estimated {
-            self.estimated.fetch_add(1, Relaxed);
-        }
+        self.local.add(&Totals {
+            tokens: usage.total_tokens.saturating_add(penalty),
+            reserved: 0,
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            requests: 1,
+            errors: u64::from(s.failed),
+            estimated: u64::from(estimated),
+        });
         if !s.failed && usage.completion_tokens > 0 {
             // EWMA with alpha 1/8: cheap, and good enough for an estimate.
             let _ = self.completion_avg.fetch_update(Relaxed, Relaxed, |avg| {
@@ -134,27 +201,14 @@ impl UsageCell {
 
     /// Forgets all usage (admin reset). In-flight reservations are kept.
     pub fn reset(&self) {
-        for c in [
-            &self.tokens,
-            &self.prompt_tokens,
-            &self.completion_tokens,
-            &self.requests,
-            &self.errors,
-            &self.estimated,
-        ] {
-            c.store(0, Relaxed);
-        }
+        self.local.store(&Totals::default());
+        self.shared.store(&Totals::default());
+        self.window_base.store(0, Relaxed);
     }
 
-    /// Adds counters restored from a store.
+    /// Adds counters restored from a store at start-up.
     pub fn restore(&self, t: &Totals) {
-        self.tokens.fetch_add(t.tokens, Relaxed);
-        self.prompt_tokens.fetch_add(t.prompt_tokens, Relaxed);
-        self.completion_tokens
-            .fetch_add(t.completion_tokens, Relaxed);
-        self.requests.fetch_add(t.requests, Relaxed);
-        self.errors.fetch_add(t.errors, Relaxed);
-        self.estimated.fetch_add(t.estimated, Relaxed);
+        self.local.add(t);
     }
 }
 

@@ -12,6 +12,7 @@
 //! the response ends, or on drop with its estimate if nothing better is known.
 
 mod cell;
+pub mod store;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -42,6 +43,12 @@ impl Ledger {
     pub fn cell(&self, key: UsageKey) -> Arc<UsageCell> {
         let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
         cells.entry(key).or_default().clone()
+    }
+
+    /// Every cell, for the syncer.
+    pub fn cells(&self) -> Vec<(UsageKey, Arc<UsageCell>)> {
+        let cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+        cells.iter().map(|(k, c)| (k.clone(), c.clone())).collect()
     }
 
     /// A consistent-enough copy of every counter, sorted by key.

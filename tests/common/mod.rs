@@ -287,7 +287,9 @@ pub struct RouterProcess {
     child: Child,
     pub addr: SocketAddr,
     logs: Arc<Mutex<String>>,
-    pub dir: tempfile::TempDir,
+    pub dir: Option<tempfile::TempDir>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl RouterProcess {
@@ -298,14 +300,45 @@ impl RouterProcess {
 
     pub fn start_with(config: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.yaml"), config).unwrap();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::spawn(dir, args, env)
+    }
+
+    /// Stops the process (SIGKILL) and starts it again in the same directory,
+    /// with the same config file, store file and arguments.
+    pub fn restart(mut self) -> Self {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = self.dir.take().unwrap();
+        Self::spawn(
+            dir,
+            std::mem::take(&mut self.args),
+            std::mem::take(&mut self.env),
+        )
+    }
+
+    /// Waits for an exit already requested, then starts again in the same directory.
+    pub fn start_again_after_exit(mut self) -> Self {
+        assert!(
+            self.wait_exit(Duration::from_secs(10)).is_some(),
+            "router did not exit"
+        );
+        self.restart()
+    }
+
+    fn spawn(dir: tempfile::TempDir, args: Vec<String>, env: Vec<(String, String)>) -> Self {
         let path = dir.path().join("config.yaml");
-        std::fs::write(&path, config).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_llm-router"))
             .arg("--config")
             .arg(&path)
             .args(["--log-format", "json"])
-            .args(args)
-            .envs(env.iter().copied())
+            .args(&args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "info")
             .current_dir(dir.path())
             .stdout(Stdio::piped())
@@ -345,8 +378,14 @@ impl RouterProcess {
             child,
             addr,
             logs,
-            dir,
+            dir: Some(dir),
+            args,
+            env,
         }
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.as_ref().unwrap().path()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -404,6 +443,94 @@ impl Drop for RouterProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+// ------------------------------------------------------------------- redis
+
+/// A real `redis-server` on a free loopback port, killed on drop.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = Self {
+            child: None,
+            port,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        server.launch();
+        server
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test.sh installs it)");
+        self.child = Some(child);
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same port, empty.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// GETs an admin route with `key`.
+pub async fn admin_get(router: &RouterProcess, path: &str, key: &str) -> reqwest::Response {
+    client()
+        .get(router.url(path))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
 }
 
 /// A config with one group `g` over the given providers and models.

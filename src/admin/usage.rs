@@ -1,0 +1,177 @@
+//! `GET /admin/usage` and `POST /admin/usage/reset`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::app::AppState;
+use crate::http::error::ApiError;
+use crate::routing::HealthState;
+use crate::usage::{Totals, UsageKey};
+
+#[derive(Serialize)]
+pub struct UsageRow {
+    pub provider: Arc<str>,
+    pub key: Arc<str>,
+    pub fingerprint: Arc<str>,
+    pub model: Arc<str>,
+    #[serde(flatten)]
+    pub totals: Totals,
+    /// Usage selection balances on: in-window tokens plus reservations.
+    pub routing_usage: u64,
+    pub health: HealthState,
+}
+
+#[derive(Serialize)]
+pub struct KeyView {
+    pub alias: Arc<str>,
+    pub fingerprint: Arc<str>,
+    pub health: HealthState,
+}
+
+#[derive(Serialize)]
+pub struct ProviderView {
+    pub name: Arc<str>,
+    pub health: HealthState,
+    pub keys: Vec<KeyView>,
+}
+
+#[derive(Serialize)]
+pub struct UsageReport {
+    pub store: crate::usage::store::StoreReport,
+    pub usage_window: String,
+    pub usage: Vec<UsageRow>,
+    pub providers: Vec<ProviderView>,
+}
+
+/// Everything the admin API and dashboard show, from the current table.
+pub fn report(app: &AppState) -> UsageReport {
+    let runtime = app.runtime();
+    let mut seen = HashSet::new();
+    let mut usage = Vec::new();
+    for name in &runtime.routes.group_order {
+        let Some(group) = runtime.routes.group(name) else {
+            continue;
+        };
+        for c in &group.candidates {
+            if !seen.insert(Arc::as_ptr(&c.usage)) {
+                continue;
+            }
+            usage.push(UsageRow {
+                provider: c.provider.name.clone(),
+                key: c.key.alias.clone(),
+                fingerprint: c.key.fingerprint.clone(),
+                model: c.model.clone(),
+                totals: c.usage.totals(),
+                routing_usage: c.usage.load(),
+                health: c.health.state(),
+            });
+        }
+    }
+    let providers = runtime
+        .routes
+        .providers
+        .iter()
+        .map(|p| ProviderView {
+            name: p.name.clone(),
+            health: p.health.state(),
+            keys: p
+                .keys
+                .iter()
+                .map(|k| KeyView {
+                    alias: k.alias.clone(),
+                    fingerprint: k.fingerprint.clone(),
+                    health: k.health.state(),
+                })
+                .collect(),
+        })
+        .collect();
+    UsageReport {
+        store: app.store_status.report(),
+        usage_window: runtime
+            .config
+            .usage_window
+            .clone()
+            .unwrap_or_else(|| "cumulative".into()),
+        usage,
+        providers,
+    }
+}
+
+pub async fn show(State(app): State<AppState>) -> Json<UsageReport> {
+    Json(report(&app))
+}
+
+/// Which usage to forget; every field narrows, none means everything.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetFilter {
+    pub provider: Option<String>,
+    /// A key alias (`openai#0`) or fingerprint.
+    pub key: Option<String>,
+    pub model: Option<String>,
+}
+
+/// The usage keys a filter selects, among the current config's keys.
+pub fn select(app: &AppState, filter: &ResetFilter) -> Vec<UsageKey> {
+    let runtime = app.runtime();
+    let mut keys = Vec::new();
+    let mut seen = HashSet::new();
+    for name in &runtime.routes.group_order {
+        let Some(group) = runtime.routes.group(name) else {
+            continue;
+        };
+        for c in &group.candidates {
+            let matches = filter
+                .provider
+                .as_deref()
+                .is_none_or(|p| *c.provider.name == *p)
+                && filter
+                    .key
+                    .as_deref()
+                    .is_none_or(|k| *c.key.alias == *k || *c.key.fingerprint == *k)
+                && filter.model.as_deref().is_none_or(|m| *c.model == *m);
+            let key = UsageKey {
+                provider: c.provider.name.clone(),
+                key_fingerprint: c.key.fingerprint.clone(),
+                model: c.model.clone(),
+            };
+            if matches && seen.insert(key.clone()) {
+                keys.push(key);
+            }
+        }
+    }
+    keys
+}
+
+pub async fn reset(State(app): State<AppState>, body: Bytes) -> Response {
+    let filter: ResetFilter = if body.iter().all(u8::is_ascii_whitespace) {
+        ResetFilter::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(f) => f,
+            Err(e) => {
+                return ApiError::InvalidRequest {
+                    message: format!("invalid reset filter: {e}"),
+                    param: None,
+                }
+                .into_response();
+            }
+        }
+    };
+    let keys = select(&app, &filter);
+    let count = keys.len();
+    let store_ok = tokio::task::spawn_blocking(move || app.reset_usage(keys))
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    Json(serde_json::json!({
+        "reset": count,
+        "store_error": store_ok.err(),
+    }))
+    .into_response()
+}
