@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::metrics::Metrics;
 use crate::routing::Group;
 use crate::usage::{Reservation, Settlement, TokenUsage};
 
@@ -50,9 +51,12 @@ pub struct Exchange {
     pub attempts: u32,
     reservation: Option<Reservation>,
     penalties: (u64, u64),
+    metrics: Arc<Metrics>,
+    first_event_seen: bool,
 }
 
 impl Exchange {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         info: RequestInfo,
         group: Arc<Group>,
@@ -61,6 +65,7 @@ impl Exchange {
         attempts: u32,
         reservation: Reservation,
         penalties: (u64, u64),
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             info,
@@ -70,7 +75,22 @@ impl Exchange {
             attempts,
             reservation: Some(reservation),
             penalties,
+            metrics,
+            first_event_seen: false,
         }
+    }
+
+    /// Records time to first token, once, when a stream's first event leaves.
+    pub fn first_event(&mut self) {
+        if !self.first_event_seen {
+            self.first_event_seen = true;
+            let c = &self.group.candidates[self.candidate];
+            c.metrics.first_token.observe(self.info.started.elapsed());
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn finish(mut self, end: End) {
@@ -95,6 +115,18 @@ impl Exchange {
             completion_tokens: end.streamed,
             total_tokens: prompt_estimate + end.streamed,
         });
+        let m = &c.metrics;
+        m.request(&self.metrics, self.status);
+        m.prompt_tokens.inc_by(tokens.prompt_tokens);
+        m.completion_tokens.inc_by(tokens.completion_tokens);
+        if end.usage.is_none() {
+            m.estimated.inc();
+        }
+        if end.failed {
+            m.upstream_error(&self.metrics, end.outcome);
+        }
+        let latency = self.info.started.elapsed();
+        m.duration.observe(latency);
         tracing::info!(
             target: "llm_router::request",
             request_id = %self.info.request_id,
@@ -110,7 +142,7 @@ impl Exchange {
             completion_tokens = tokens.completion_tokens,
             total_tokens = tokens.total_tokens,
             usage_estimated = end.usage.is_none(),
-            latency_ms = self.info.started.elapsed().as_secs_f64() * 1000.0,
+            latency_ms = latency.as_secs_f64() * 1000.0,
             "request"
         );
     }
@@ -127,8 +159,18 @@ impl Drop for Exchange {
     }
 }
 
-/// Logs a request that was answered without reaching an upstream.
-pub fn log_rejected(info: &RequestInfo, group: Option<&str>, status: u16, code: &str) {
+/// Logs (and counts) a request answered without reaching an upstream.
+pub fn log_rejected(
+    metrics: &Metrics,
+    info: &RequestInfo,
+    group: Option<&str>,
+    status: u16,
+    code: &'static str,
+) {
+    metrics
+        .rejected
+        .get_or_create(&crate::metrics::CodeLabels { code })
+        .inc();
     tracing::info!(
         target: "llm_router::request",
         request_id = %info.request_id,

@@ -13,6 +13,8 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::reload::{ConfigSource, ConfigState, Effective};
 use crate::routing::{HealthBook, Routes};
 use crate::upstream::Upstream;
 use crate::usage::Ledger;
@@ -27,8 +29,8 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn build(config: Config, ledger: &Ledger, health: &HealthBook) -> Self {
-        let routes = Routes::build(&config, ledger, health);
+    pub fn build(config: Config, ledger: &Ledger, health: &HealthBook, metrics: &Metrics) -> Self {
+        let routes = Routes::build(&config, ledger, health, metrics);
         let created = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -64,6 +66,10 @@ pub struct Shared {
     /// Cancelled when the shutdown drain runs out: open streams end themselves.
     pub streams_stop: CancellationToken,
     pub store_status: Arc<StoreStatus>,
+    pub metrics: Arc<Metrics>,
+    pub source: ConfigSource,
+    pub(crate) config_state: std::sync::Mutex<ConfigState>,
+    pub(crate) edit_lock: tokio::sync::Mutex<()>,
     /// The write-behind thread; taken at shutdown for the final flush.
     syncer: std::sync::Mutex<Option<Syncer>>,
 }
@@ -82,7 +88,21 @@ impl std::ops::Deref for AppState {
 impl AppState {
     /// Builds the state for a validated config, restoring usage from the
     /// store and starting its write-behind syncer.
-    pub fn new(config: Config, store_url: &StoreUrl) -> anyhow::Result<Self> {
+    pub fn new(source: ConfigSource, store_url: &StoreUrl) -> anyhow::Result<Self> {
+        let overlay = source.load_overlay()?;
+        let effective = source.load(&overlay)?;
+        Self::with_effective(source, effective, overlay, store_url)
+    }
+
+    /// Builds the state from an already loaded config.
+    pub fn with_effective(
+        source: ConfigSource,
+        effective: Effective,
+        overlay: crate::config::overlay::Overlay,
+        store_url: &StoreUrl,
+    ) -> anyhow::Result<Self> {
+        let config_state = ConfigState::new(&effective, overlay);
+        let config = effective.routable;
         let ledger = Arc::new(Ledger::new());
         let health = Arc::new(HealthBook::default());
         let upstream = Upstream::new(&config.timeouts)?;
@@ -96,7 +116,8 @@ impl AppState {
             window,
             store_status.clone(),
         );
-        let runtime = Runtime::build(config, &ledger, &health);
+        let metrics = Arc::new(Metrics::new());
+        let runtime = Runtime::build(config, &ledger, &health, &metrics);
         Ok(Self(Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
             upstream,
@@ -104,6 +125,10 @@ impl AppState {
             health,
             streams_stop: CancellationToken::new(),
             store_status,
+            metrics,
+            source,
+            config_state: std::sync::Mutex::new(config_state),
+            edit_lock: tokio::sync::Mutex::new(()),
             syncer: std::sync::Mutex::new(Some(syncer)),
         })))
     }
@@ -132,7 +157,7 @@ impl AppState {
 
     /// Swaps in a new validated config; requests in flight keep the old one.
     pub fn replace_config(&self, config: Config) {
-        let runtime = Runtime::build(config, &self.ledger, &self.health);
+        let runtime = Runtime::build(config, &self.ledger, &self.health, &self.metrics);
         self.runtime.store(Arc::new(runtime));
     }
 }

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use llm_router::app::AppState;
 use llm_router::config::{Config, GroupConfig, ModelConfig, ProviderConfig, Secret};
 use llm_router::mock::{self, MockOptions};
+use llm_router::reload::{self, ConfigSource};
 use llm_router::server::{self, ServerOptions};
 use llm_router::telemetry::{self, LogFormat};
 use llm_router::usage::store::StoreUrl;
@@ -177,14 +178,24 @@ fn healthcheck(cli: &Cli, url: Option<String>) -> ExitCode {
 }
 
 async fn serve_config(cli: &Cli) -> anyhow::Result<()> {
-    let config = Config::load(&cli.config).map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
-    let store = config.store_url().map_err(anyhow::Error::msg)?;
-    tracing::info!(config = %cli.config.display(), store = %store.describe(), "config loaded");
-    run(config, store).await
+    run(ConfigSource::File(cli.config.clone()), None).await
 }
 
 /// Binds, serves until SIGTERM/SIGINT, drains, then flushes usage.
-async fn run(config: Config, store: StoreUrl) -> anyhow::Result<()> {
+async fn run(source: ConfigSource, store: Option<StoreUrl>) -> anyhow::Result<()> {
+    let invalid = |e: llm_router::config::ConfigError| anyhow::anyhow!("invalid config: {e}");
+    let watched = match &source {
+        ConfigSource::File(path) => Some((path.clone(), reload::file_fingerprint(path))),
+        ConfigSource::Fixed(_) => None,
+    };
+    let overlay = source.load_overlay().map_err(invalid)?;
+    let effective = source.load(&overlay).map_err(invalid)?;
+    let store = match store {
+        Some(s) => s,
+        None => effective.applied.store_url().map_err(anyhow::Error::msg)?,
+    };
+    tracing::info!(config = %source.describe(), store = %store.describe(), "config loaded");
+    let config = effective.routable.clone();
     let addr = format!("{}:{}", config.host, config.port);
     let listener = TcpListener::bind(&addr)
         .await
@@ -196,9 +207,14 @@ async fn run(config: Config, store: StoreUrl) -> anyhow::Result<()> {
         header_read_timeout: config.timeouts.header_read,
         ..ServerOptions::default()
     };
-    let app = AppState::new(config, &store)?;
+    let app = AppState::with_effective(source, effective, overlay, &store)?;
     let streams_stop = app.streams_stop.clone();
     tokio::spawn(llm_router::upstream::probe::run(app.clone()));
+    tokio::spawn(reload::on_sighup(app.clone()));
+    if let Some((path, loaded)) = watched {
+        let every = Duration::from_secs(1);
+        tokio::spawn(reload::watch_file(app.clone(), path, every, loaded));
+    }
     tracing::info!(addr = %local, groups, version = env!("CARGO_PKG_VERSION"), "listening");
     server::serve(
         listener,
@@ -259,8 +275,6 @@ async fn demo(host: &str, port: u16, api_key: &str) -> anyhow::Result<()> {
             models: vec![model(0, "mock-b", "mock-small")],
         },
     ];
-    let problems = config.validate();
-    anyhow::ensure!(problems.is_empty(), "demo config is invalid: {problems:?}");
     // The demo keeps usage in memory unless told otherwise.
     let store = match std::env::var("LLM_ROUTER_STORE") {
         Ok(raw) if !raw.is_empty() => StoreUrl::parse(&raw).map_err(anyhow::Error::msg)?,
@@ -269,7 +283,7 @@ async fn demo(host: &str, port: u16, api_key: &str) -> anyhow::Result<()> {
     tracing::info!(
         "demo mode: mock providers only. Try:\n  curl http://{host}:{port}/v1/chat/completions -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' -d '{{\"model\":\"demo\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'"
     );
-    run(config, store).await
+    run(ConfigSource::Fixed(Box::new(config)), Some(store)).await
 }
 
 async fn run_mock(port: u16, options: MockOptions) -> anyhow::Result<()> {

@@ -10,6 +10,7 @@
 //! Secrets stay inside [`Secret`]; nothing in this module prints them.
 
 mod env;
+pub mod overlay;
 mod secret;
 mod validate;
 
@@ -25,7 +26,7 @@ pub use validate::Problem;
 /// Default request body limit: 32 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default = "default_port")]
@@ -93,7 +94,7 @@ impl Config {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupConfig {
     #[serde(deserialize_with = "env::expanded_string")]
@@ -102,7 +103,7 @@ pub struct GroupConfig {
     pub models: Vec<ModelConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// Higher weight means used less; 0 means "always prefer". Omitted means
@@ -116,7 +117,7 @@ pub struct ModelConfig {
     pub name: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     #[serde(deserialize_with = "env::expanded_string")]
@@ -132,7 +133,7 @@ pub struct ProviderConfig {
 
 /// `GET {base_url}{path}` every `interval` with one of the provider's keys;
 /// a failure marks the whole provider down until a probe succeeds.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthCheck {
     #[serde(deserialize_with = "duration")]
@@ -153,7 +154,7 @@ impl Default for HealthCheck {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CorsConfig {
     /// Exact origins, or `"*"` for any origin (never with credentials).
@@ -173,7 +174,7 @@ impl Default for CorsConfig {
 }
 
 /// Upstream timeouts, as humantime strings (`"10s"`, `"2m"`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
     #[serde(deserialize_with = "duration")]
@@ -208,7 +209,7 @@ impl Default for Timeouts {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Retries {
     /// Upstream attempts per request, the first one included.
@@ -222,7 +223,7 @@ impl Default for Retries {
 }
 
 /// Passive health: how long a failing key (or key and model) is skipped.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Cooldown {
     /// First cooldown; doubles with each consecutive failure.
@@ -305,6 +306,20 @@ impl Format {
 impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let config = Self::read(path)?;
+        let problems = config.validate();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError {
+                file: path.to_owned(),
+                problems,
+            })
+        }
+    }
+
+    /// Reads and parses a config file, without validating it.
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
         let fail = |problems| ConfigError {
             file: path.to_owned(),
             problems,
@@ -317,13 +332,7 @@ impl Config {
         })?;
         let text = std::fs::read_to_string(path)
             .map_err(|e| fail(vec![Problem::new("", format!("cannot read file: {e}"))]))?;
-        let config = Self::parse(&text, format).map_err(|p| fail(vec![p]))?;
-        let problems = config.validate();
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(fail(problems))
-        }
+        Self::parse(&text, format).map_err(|p| fail(vec![p]))
     }
 
     /// Parses config text without validating it.

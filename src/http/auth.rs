@@ -31,7 +31,7 @@ pub async fn require_client_key(
         return next.run(request).await;
     }
     if let Some(info) = request.extensions().get::<RequestInfo>() {
-        log_rejected(info, None, 401, ApiError::Unauthorized.code());
+        log_rejected(&app.metrics, info, None, 401, ApiError::Unauthorized.code());
     }
     ApiError::Unauthorized.into_response()
 }

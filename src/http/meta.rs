@@ -1,10 +1,12 @@
-//! Small read-only endpoints: `/v1/models` and `/health`.
+//! Small read-only endpoints: `/v1/models`, `/health`, `/ready`, `/metrics`.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, header};
+use http::{HeaderValue, StatusCode, header};
 
 use super::AppState;
+use crate::metrics::{CandidateLabels, ProviderLabels};
+use crate::routing::now_ms;
 
 /// The configured groups, in OpenAI's list shape.
 pub async fn models(State(app): State<AppState>) -> Response {
@@ -25,4 +27,85 @@ pub async fn health() -> Response {
         HeaderValue::from_static("application/json"),
     );
     r
+}
+
+/// Prometheus text. State gauges (cooldowns, provider health, store) are
+/// set from the current table at scrape time.
+pub async fn metrics(State(app): State<AppState>) -> Response {
+    let m = &app.metrics;
+    let runtime = app.runtime();
+    for name in &runtime.routes.group_order {
+        let Some(group) = runtime.routes.group(name) else {
+            continue;
+        };
+        for c in &group.candidates {
+            let labels = CandidateLabels {
+                provider: c.provider.name.to_string(),
+                key: c.key.alias.to_string(),
+                model: c.model.to_string(),
+            };
+            m.cooldown
+                .get_or_create(&labels)
+                .set(i64::from(c.health.state().cooling_down));
+            m.key_cooldown
+                .get_or_create(&CandidateLabels {
+                    model: "*".into(),
+                    ..labels
+                })
+                .set(i64::from(c.key.health.state().cooling_down));
+        }
+    }
+    for p in &runtime.routes.providers {
+        m.provider_up
+            .get_or_create(&ProviderLabels {
+                provider: p.name.to_string(),
+            })
+            .set(i64::from(!p.health.state().cooling_down));
+    }
+    let store = app.store_status.report();
+    m.store_healthy.set(i64::from(store.healthy));
+    m.store_failures.set(store.failures);
+    let mut r = m.encode().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    r
+}
+
+/// Readiness: config loaded, store state, and whether any candidate is
+/// usable now. 503 when nothing could serve a request.
+pub async fn ready(State(app): State<AppState>) -> Response {
+    let runtime = app.runtime();
+    let now = now_ms();
+    let groups: serde_json::Map<String, serde_json::Value> = runtime
+        .routes
+        .group_order
+        .iter()
+        .filter_map(|name| runtime.routes.group(name))
+        .map(|g| {
+            (
+                g.name.to_string(),
+                serde_json::Value::Bool(g.any_ready(now)),
+            )
+        })
+        .collect();
+    let usable = groups.values().any(|v| v == &serde_json::Value::Bool(true));
+    let store = app.store_status.report();
+    let body = serde_json::json!({
+        "ready": usable,
+        "config_loaded": true,
+        "store": {
+            "kind": store.kind,
+            "state": if store.healthy { "ok" } else { "degraded" },
+            "last_error": store.last_error,
+        },
+        "groups": groups,
+    });
+    let status = if usable {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
 }

@@ -33,6 +33,8 @@ pub fn router(app: AppState) -> Router {
         .merge(v1)
         .merge(crate::admin::router(app.clone()))
         .route("/health", get(meta::health))
+        .route("/ready", get(meta::ready))
+        .route("/metrics", get(meta::metrics))
         .fallback(not_found)
         .layer(map_response(json_405))
         .layer(CompressionLayer::new().no_deflate())

@@ -42,6 +42,7 @@ pub async fn chat_completions(
         Ok(response) => response,
         Err(Rejection(error, group)) => {
             log_rejected(
+                &app.metrics,
                 &log_info,
                 group.as_deref(),
                 error.status().as_u16(),
@@ -61,6 +62,7 @@ async fn proxy(
 ) -> Result<Response, Rejection> {
     let runtime = app.runtime();
     let config = &runtime.config;
+    let in_flight = app.metrics.in_flight();
 
     let body = read_body(body, &headers, config.max_body_bytes).await?;
     let parsed = crate::payload::parse(&body).map_err(ApiError::from)?;
@@ -87,7 +89,7 @@ async fn proxy(
         cooldown: &config.cooldown,
         penalties,
     };
-    let attempt = upstream::send(&app.upstream, &plan)
+    let attempt = upstream::send(&app.upstream, &plan, &app.metrics)
         .await
         .map_err(|e| Rejection(all_failed(&e), Some(parsed.model.clone())))?;
 
@@ -100,6 +102,7 @@ async fn proxy(
         attempt.attempts,
         attempt.reservation,
         penalties,
+        app.metrics.clone(),
     );
     let mut out_headers = upstream::response_headers(attempt.response.headers());
 
@@ -112,7 +115,13 @@ async fn proxy(
             encoding,
             stop: app.streams_stop.clone(),
         };
-        let events = relay::relay(attempt.response.bytes_stream(), exchange, options);
+        let streams = crate::metrics::InFlight::new(app.metrics.open_streams.clone());
+        let events = relay::relay(
+            attempt.response.bytes_stream(),
+            exchange,
+            options,
+            (in_flight, streams),
+        );
         if let Some(encoding) = encoding {
             out_headers.insert(header::CONTENT_ENCODING, encoding.header_value());
             out_headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounting::{End, Exchange};
+use crate::metrics::InFlight;
 use crate::usage::TokenUsage;
 use compress::{Encoding, EventEncoder};
 use sse::EventSplitter;
@@ -57,6 +58,8 @@ struct Relay<S> {
     streamed: u64,
     phase: Phase,
     exchange: Option<Exchange>,
+    /// Held for the stream's life: the in-flight and open-stream gauges.
+    _gauges: (InFlight, InFlight),
 }
 
 /// Wraps an upstream byte stream into the client's event stream.
@@ -64,6 +67,7 @@ pub fn relay<S, E>(
     upstream: S,
     exchange: Exchange,
     opts: RelayOptions,
+    gauges: (InFlight, InFlight),
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send
 where
     S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
@@ -78,6 +82,7 @@ where
         streamed: 0,
         phase: Phase::Streaming,
         exchange: Some(exchange),
+        _gauges: gauges,
     };
     futures_util::stream::unfold(state, |mut relay| async move {
         relay.next_block().await.map(|b| (Ok(b), relay))
@@ -94,6 +99,9 @@ where
         loop {
             if let Some(event) = self.splitter.next_event() {
                 if let Some(out) = self.keep(event) {
+                    if let Some(exchange) = &mut self.exchange {
+                        exchange.first_event();
+                    }
                     return Some(self.encode(&out).await);
                 }
                 continue;

@@ -12,13 +12,19 @@ use proptest::prelude::*;
 use super::*;
 use crate::accounting::{Exchange, RequestInfo};
 use crate::config::{Config, Format};
+use crate::metrics::Metrics;
 use crate::routing::{HealthBook, Routes};
 use crate::usage::{Ledger, Totals};
 
 fn exchange() -> (Exchange, Arc<crate::routing::Group>) {
     let yaml = "api_key: k\ngroups:\n  - name: g\n    models: [{provider: p, name: m}]\nproviders:\n  - {name: p, base_url: \"http://x\", api_keys: [a]}\n";
     let config = Config::parse(yaml, Format::Yaml).unwrap();
-    let routes = Routes::build(&config, &Ledger::new(), &HealthBook::default());
+    let routes = Routes::build(
+        &config,
+        &Ledger::new(),
+        &HealthBook::default(),
+        &Metrics::new(),
+    );
     let group = routes.group("g").unwrap().clone();
     let reservation = group.candidates[0].usage.reserve(4);
     let info = RequestInfo {
@@ -27,7 +33,16 @@ fn exchange() -> (Exchange, Arc<crate::routing::Group>) {
         started: std::time::Instant::now(),
     };
     (
-        Exchange::new(info, group.clone(), 0, 200, 1, reservation, (0, 0)),
+        Exchange::new(
+            info,
+            group.clone(),
+            0,
+            200,
+            1,
+            reservation,
+            (0, 0),
+            Arc::new(Metrics::new()),
+        ),
         group,
     )
 }
@@ -51,7 +66,9 @@ fn run(chunks: Vec<Vec<u8>>, strip: bool) -> (Vec<u8>, Totals) {
             encoding: None,
             stop: CancellationToken::new(),
         };
-        let out: Vec<u8> = relay(upstream, exchange, options)
+        let metrics = Metrics::new();
+        let gauges = (metrics.in_flight(), metrics.in_flight());
+        let out: Vec<u8> = relay(upstream, exchange, options, gauges)
             .map(|b| b.unwrap().to_vec())
             .concat()
             .await;

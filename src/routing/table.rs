@@ -9,6 +9,7 @@ use http::HeaderValue;
 use super::health::Health;
 use super::select::{self, View};
 use crate::config::Config;
+use crate::metrics::{CandidateMetrics, GroupLabels, Metrics};
 use crate::usage::{Ledger, UsageCell, UsageKey};
 
 /// One upstream provider from the config.
@@ -66,6 +67,7 @@ pub struct Candidate {
     pub usage: Arc<UsageCell>,
     /// Health of this key on this model (rate limits, errors).
     pub health: Arc<Health>,
+    pub metrics: CandidateMetrics,
 }
 
 impl Candidate {
@@ -86,6 +88,7 @@ impl Candidate {
 pub struct Group {
     pub name: Arc<str>,
     pub candidates: Vec<Candidate>,
+    pub failovers: prometheus_client::metrics::counter::Counter,
 }
 
 impl Group {
@@ -156,7 +159,7 @@ pub struct Routes {
 
 impl Routes {
     /// Builds the table. `config` must be valid (see `Config::validate`).
-    pub fn build(config: &Config, ledger: &Ledger, health: &HealthBook) -> Self {
+    pub fn build(config: &Config, ledger: &Ledger, health: &HealthBook, metrics: &Metrics) -> Self {
         let providers: Vec<Arc<Provider>> = config
             .providers
             .iter()
@@ -213,14 +216,25 @@ impl Routes {
                             model: model.clone(),
                         }),
                         health: health.cell(&provider.name, &key.fingerprint, Some(&model)),
+                        metrics: metrics.candidate(&g.name, &provider.name, &key.alias, &model),
                     });
                 }
             }
             let name: Arc<str> = g.name.as_str().into();
             group_order.push(name.clone());
+            let failovers = metrics
+                .failovers
+                .get_or_create(&GroupLabels {
+                    group: g.name.clone(),
+                })
+                .clone();
             groups.insert(
                 g.name.clone().into_boxed_str(),
-                Arc::new(Group { name, candidates }),
+                Arc::new(Group {
+                    name,
+                    candidates,
+                    failovers,
+                }),
             );
         }
         Self {
@@ -244,7 +258,12 @@ mod tests {
     fn routes(yaml: &str) -> Routes {
         let config = Config::parse(yaml, Format::Yaml).unwrap();
         assert!(config.validate().is_empty(), "{:?}", config.validate());
-        Routes::build(&config, &Ledger::new(), &HealthBook::default())
+        Routes::build(
+            &config,
+            &Ledger::new(),
+            &HealthBook::default(),
+            &Metrics::new(),
+        )
     }
 
     const TWO_KEYS: &str = "api_key: k\ngroups:\n  - name: g\n    models:\n      - {weight: 1, provider: p, name: m1}\n      - {weight: 2, provider: q, name: m2}\nproviders:\n  - {name: p, base_url: \"http://a/v1/\", api_keys: [ka, kb]}\n  - {name: q, base_url: \"http://b\", api_keys: [kc]}\n";

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::Upstream;
 use crate::config::Cooldown;
+use crate::metrics::Metrics;
 use crate::payload::Parsed;
 use crate::routing::{Group, Reason, now_ms};
 use crate::usage::{Reservation, Settlement};
@@ -52,6 +53,19 @@ pub enum Failure {
     KeyRejected(u16),
 }
 
+impl Failure {
+    /// A short label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unreachable => "unreachable",
+            Self::Timeout => "timeout",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Status(_) => "server_error",
+            Self::KeyRejected(_) => "key_rejected",
+        }
+    }
+}
+
 /// Every attempt failed.
 #[derive(Debug)]
 pub struct FailoverError {
@@ -81,7 +95,11 @@ impl FailoverError {
 }
 
 /// Sends `plan` to the best candidates in turn until one answers.
-pub async fn send(upstream: &Upstream, plan: &Plan<'_>) -> Result<Attempt, FailoverError> {
+pub async fn send(
+    upstream: &Upstream,
+    plan: &Plan<'_>,
+    metrics: &Metrics,
+) -> Result<Attempt, FailoverError> {
     let mut tried: Vec<usize> = Vec::with_capacity(plan.max_attempts as usize);
     let mut failures = Vec::new();
     let prompt_estimate = (plan.body.len() / 4) as u64;
@@ -115,8 +133,12 @@ pub async fn send(upstream: &Upstream, plan: &Plan<'_>) -> Result<Attempt, Failo
         let failure = match tokio::time::timeout_at(first_byte, request.send()).await {
             Ok(Ok(response)) => match classify(&response) {
                 None => {
+                    c.metrics.upstream_latency.observe(now.elapsed());
                     c.health.succeeded();
                     c.key.health.succeeded();
+                    if tried.len() > 1 {
+                        plan.group.failovers.inc_by(tried.len() as u64 - 1);
+                    }
                     return Ok(Attempt {
                         response,
                         candidate: index,
@@ -140,6 +162,7 @@ pub async fn send(upstream: &Upstream, plan: &Plan<'_>) -> Result<Attempt, Failo
             attempt = tried.len(),
             "upstream attempt failed"
         );
+        c.metrics.upstream_error(metrics, failure.kind());
         cool_down(plan, index, failure);
         reservation.settle(Settlement {
             usage: None,

@@ -1,0 +1,456 @@
+//! Prometheus metrics, with nothing locked on the request path.
+//!
+//! prometheus-client's `Family` takes a read lock per lookup and its
+//! `Histogram` a write lock per observation. So: every counter and histogram
+//! a successful request touches is looked up once, when a routing table is
+//! built, and kept as a handle in the candidate ([`CandidateMetrics`]);
+//! histograms are our own [`LatencyHistogram`], atomics only. Failure paths
+//! (rare by definition) may use `get_or_create`. Gauges that describe state
+//! (cooldowns, store health) are set when `/metrics` is scraped.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
+
+/// Upper bounds, in seconds: from 5 ms to 5 min, for LLM latencies.
+const BOUNDS: [f64; 16] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// A fixed-bucket histogram of atomics; cheap to clone (shared).
+#[derive(Debug, Clone, Default)]
+pub struct LatencyHistogram(Arc<HistogramInner>);
+
+#[derive(Debug, Default)]
+struct HistogramInner {
+    /// Per-bucket counts (not cumulative); the last slot is +Inf.
+    buckets: [AtomicU64; BOUNDS.len() + 1],
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl LatencyHistogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = BOUNDS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BOUNDS.len());
+        self.0.buckets[i].fetch_add(1, Relaxed);
+        self.0.sum_micros.fetch_add(d.as_micros() as u64, Relaxed);
+        self.0.count.fetch_add(1, Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.count.load(Relaxed)
+    }
+
+    /// The `q` quantile (0..=1) in seconds, interpolated within its bucket.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let counts: Vec<u64> = self.0.buckets.iter().map(|b| b.load(Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = (q.clamp(0.0, 1.0) * total as f64).max(1.0);
+        let mut seen = 0u64;
+        for (i, &c) in counts.iter().enumerate() {
+            if c > 0 && (seen + c) as f64 >= rank {
+                let lower = if i == 0 { 0.0 } else { BOUNDS[i - 1] };
+                let upper = *BOUNDS.get(i).unwrap_or(&BOUNDS[BOUNDS.len() - 1]);
+                let within = (rank - seen as f64) / c as f64;
+                return Some(lower + (upper - lower) * within);
+            }
+            seen += c;
+        }
+        None
+    }
+}
+
+impl TypedMetric for LatencyHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for LatencyHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        // Per-bucket counts: the encoder accumulates them, and prints the
+        // infinite bound as +Inf.
+        let buckets: Vec<(f64, u64)> = self
+            .0
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                (
+                    BOUNDS.get(i).copied().unwrap_or(f64::INFINITY),
+                    b.load(Relaxed),
+                )
+            })
+            .collect();
+        encoder.encode_histogram::<NoLabelSet>(
+            self.0.sum_micros.load(Relaxed) as f64 / 1e6,
+            self.0.count.load(Relaxed),
+            &buckets,
+            None,
+        )
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub group: String,
+    pub provider: String,
+    pub model: String,
+    pub key: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CandidateLabels {
+    pub provider: String,
+    pub key: String,
+    pub model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub provider: String,
+    pub key: String,
+    pub model: String,
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub provider: String,
+    pub key: String,
+    pub model: String,
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabels {
+    pub group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabels {
+    pub code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    pub provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+/// Every metric the router exports.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub rejected: Family<CodeLabels, Counter>,
+    pub tokens: Family<TokenLabels, Counter>,
+    pub estimated: Family<CandidateLabels, Counter>,
+    pub failovers: Family<GroupLabels, Counter>,
+    pub upstream_errors: Family<ErrorLabels, Counter>,
+    pub duration: Family<CandidateLabels, LatencyHistogram>,
+    pub first_token: Family<CandidateLabels, LatencyHistogram>,
+    pub upstream_latency: Family<CandidateLabels, LatencyHistogram>,
+    pub in_flight: Gauge,
+    pub open_streams: Gauge,
+    pub cooldown: Family<CandidateLabels, Gauge>,
+    pub key_cooldown: Family<CandidateLabels, Gauge>,
+    pub provider_up: Family<ProviderLabels, Gauge>,
+    pub store_healthy: Gauge,
+    pub store_failures: Gauge<u64, AtomicU64>,
+    pub reloads: Family<OutcomeLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("llm_router");
+        let m = Self {
+            requests: Family::default(),
+            rejected: Family::default(),
+            tokens: Family::default(),
+            estimated: Family::default(),
+            failovers: Family::default(),
+            upstream_errors: Family::default(),
+            duration: Family::default(),
+            first_token: Family::default(),
+            upstream_latency: Family::default(),
+            in_flight: Gauge::default(),
+            open_streams: Gauge::default(),
+            cooldown: Family::default(),
+            key_cooldown: Family::default(),
+            provider_up: Family::default(),
+            store_healthy: Gauge::default(),
+            store_failures: Gauge::default(),
+            reloads: Family::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "requests",
+            "Routed requests by group, provider, model, key alias and status",
+            m.requests.clone(),
+        );
+        r.register(
+            "rejected_requests",
+            "Requests answered without reaching an upstream, by error code",
+            m.rejected.clone(),
+        );
+        r.register(
+            "tokens",
+            "Tokens by provider, key alias, model and kind (prompt or completion)",
+            m.tokens.clone(),
+        );
+        r.register(
+            "estimated_usage_requests",
+            "Requests whose usage was estimated because upstream reported none",
+            m.estimated.clone(),
+        );
+        r.register(
+            "failovers",
+            "Attempts that failed over to another candidate, by group",
+            m.failovers.clone(),
+        );
+        r.register(
+            "upstream_errors",
+            "Failed upstream attempts by kind",
+            m.upstream_errors.clone(),
+        );
+        r.register(
+            "request_duration_seconds",
+            "Total request latency, streams until their end",
+            m.duration.clone(),
+        );
+        r.register(
+            "time_to_first_token_seconds",
+            "Streams: time until the first event reached the client",
+            m.first_token.clone(),
+        );
+        r.register(
+            "upstream_response_seconds",
+            "Time until the upstream's response headers",
+            m.upstream_latency.clone(),
+        );
+        r.register(
+            "in_flight_requests",
+            "Requests being handled, streams included",
+            m.in_flight.clone(),
+        );
+        r.register(
+            "open_streams",
+            "SSE streams open to clients",
+            m.open_streams.clone(),
+        );
+        r.register(
+            "cooldown_active",
+            "1 while a key+model is cooling down",
+            m.cooldown.clone(),
+        );
+        r.register(
+            "key_cooldown_active",
+            "1 while a whole key is cooling down (model label is *)",
+            m.key_cooldown.clone(),
+        );
+        r.register(
+            "provider_up",
+            "0 while active health checks mark a provider down",
+            m.provider_up.clone(),
+        );
+        r.register(
+            "store_healthy",
+            "1 while the usage store syncs successfully",
+            m.store_healthy.clone(),
+        );
+        r.register(
+            "store_sync_failures",
+            "Failed usage store syncs since start",
+            m.store_failures.clone(),
+        );
+        r.register(
+            "config_reloads",
+            "Config reloads by outcome",
+            m.reloads.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Resolves a candidate's handles once, when a routing table is built.
+    pub fn candidate(
+        &self,
+        group: &str,
+        provider: &str,
+        key: &str,
+        model: &str,
+    ) -> CandidateMetrics {
+        let labels = CandidateLabels {
+            provider: provider.into(),
+            key: key.into(),
+            model: model.into(),
+        };
+        let tokens = |kind| {
+            self.tokens
+                .get_or_create(&TokenLabels {
+                    provider: provider.into(),
+                    key: key.into(),
+                    model: model.into(),
+                    kind,
+                })
+                .clone()
+        };
+        CandidateMetrics {
+            ok: self
+                .requests
+                .get_or_create(&RequestLabels {
+                    group: group.into(),
+                    provider: provider.into(),
+                    model: model.into(),
+                    key: key.into(),
+                    status: 200,
+                })
+                .clone(),
+            prompt_tokens: tokens("prompt"),
+            completion_tokens: tokens("completion"),
+            estimated: self.estimated.get_or_create(&labels).clone(),
+            duration: self.duration.get_or_create(&labels).clone(),
+            first_token: self.first_token.get_or_create(&labels).clone(),
+            upstream_latency: self.upstream_latency.get_or_create(&labels).clone(),
+            labels,
+            group: group.into(),
+        }
+    }
+
+    pub fn in_flight(&self) -> InFlight {
+        InFlight::new(self.in_flight.clone())
+    }
+}
+
+/// Handles one candidate's request path uses; increments are atomics.
+#[derive(Debug, Clone)]
+pub struct CandidateMetrics {
+    ok: Counter,
+    pub prompt_tokens: Counter,
+    pub completion_tokens: Counter,
+    pub estimated: Counter,
+    pub duration: LatencyHistogram,
+    pub first_token: LatencyHistogram,
+    pub upstream_latency: LatencyHistogram,
+    labels: CandidateLabels,
+    group: String,
+}
+
+impl CandidateMetrics {
+    /// Counts a request by status: lock-free for 200, a family lookup otherwise.
+    pub fn request(&self, metrics: &Metrics, status: u16) {
+        if status == 200 {
+            self.ok.inc();
+        } else {
+            metrics
+                .requests
+                .get_or_create(&RequestLabels {
+                    group: self.group.clone(),
+                    provider: self.labels.provider.clone(),
+                    model: self.labels.model.clone(),
+                    key: self.labels.key.clone(),
+                    status,
+                })
+                .inc();
+        }
+    }
+
+    pub fn upstream_error(&self, metrics: &Metrics, kind: &'static str) {
+        metrics
+            .upstream_errors
+            .get_or_create(&ErrorLabels {
+                provider: self.labels.provider.clone(),
+                key: self.labels.key.clone(),
+                model: self.labels.model.clone(),
+                kind,
+            })
+            .inc();
+    }
+}
+
+/// Counts a request (or stream) as in flight until dropped.
+#[derive(Debug)]
+pub struct InFlight(Gauge<i64, AtomicI64>);
+
+impl InFlight {
+    pub fn new(gauge: Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_come_from_the_right_buckets() {
+        let h = LatencyHistogram::default();
+        assert_eq!(h.quantile(0.5), None);
+        for _ in 0..90 {
+            h.observe(Duration::from_millis(8));
+        }
+        for _ in 0..10 {
+            h.observe(Duration::from_millis(800));
+        }
+        let p50 = h.quantile(0.5).unwrap();
+        assert!((0.005..=0.01).contains(&p50), "{p50}");
+        let p99 = h.quantile(0.99).unwrap();
+        assert!((0.5..=1.0).contains(&p99), "{p99}");
+    }
+
+    #[test]
+    fn histograms_encode_cumulative_buckets() {
+        let m = Metrics::new();
+        let c = m.candidate("g", "p", "p#0", "m");
+        c.duration.observe(Duration::from_millis(7));
+        c.duration.observe(Duration::from_secs(400));
+        c.request(&m, 200);
+        c.request(&m, 429);
+        let text = m.encode();
+        assert!(text.contains("llm_router_request_duration_seconds_bucket{le=\"0.01\",provider=\"p\",key=\"p#0\",model=\"m\"} 1"), "{text}");
+        assert!(text.contains("llm_router_request_duration_seconds_bucket{le=\"300.0\",provider=\"p\",key=\"p#0\",model=\"m\"} 1"), "{text}");
+        assert!(text.contains("llm_router_request_duration_seconds_bucket{le=\"+Inf\",provider=\"p\",key=\"p#0\",model=\"m\"} 2"), "{text}");
+        assert!(text.contains("llm_router_request_duration_seconds_count{provider=\"p\",key=\"p#0\",model=\"m\"} 2"), "{text}");
+        assert!(text.contains("llm_router_requests_total{group=\"g\",provider=\"p\",model=\"m\",key=\"p#0\",status=\"429\"} 1"), "{text}");
+    }
+}
