@@ -127,6 +127,20 @@ impl Exchange {
         }
         let latency = self.info.started.elapsed();
         m.duration.observe(latency);
+        self.metrics
+            .recent
+            .record(crate::ui::series::RecentRequest {
+                at: 0,
+                request_id: self.info.request_id.clone(),
+                group: self.group.name.clone(),
+                provider: c.provider.name.clone(),
+                model: c.model.clone(),
+                key: c.key.alias.clone(),
+                status: self.status,
+                outcome: end.outcome,
+                total_tokens: tokens.total_tokens,
+                latency_ms: latency.as_secs_f64() * 1000.0,
+            });
         tracing::info!(
             target: "llm_router::request",
             request_id = %self.info.request_id,

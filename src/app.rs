@@ -70,6 +70,8 @@ pub struct Shared {
     pub source: ConfigSource,
     pub(crate) config_state: std::sync::Mutex<ConfigState>,
     pub(crate) edit_lock: tokio::sync::Mutex<()>,
+    pub sessions: crate::ui::session::Sessions,
+    pub series: crate::ui::series::Series,
     /// The write-behind thread; taken at shutdown for the final flush.
     syncer: std::sync::Mutex<Option<Syncer>>,
 }
@@ -129,6 +131,8 @@ impl AppState {
             source,
             config_state: std::sync::Mutex::new(config_state),
             edit_lock: tokio::sync::Mutex::new(()),
+            sessions: Default::default(),
+            series: Default::default(),
             syncer: std::sync::Mutex::new(Some(syncer)),
         })))
     }

@@ -28,5 +28,6 @@ pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod telemetry;
+pub mod ui;
 pub mod upstream;
 pub mod usage;

@@ -16,6 +16,7 @@ use llm_router::server::{self, ServerOptions};
 use llm_router::telemetry::{self, LogFormat};
 use llm_router::usage::store::StoreUrl;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
@@ -55,6 +56,9 @@ enum Command {
         /// The key clients use against the demo router.
         #[arg(long, default_value = "sk-demo")]
         api_key: String,
+        /// The key for the dashboard (/ui) and admin API.
+        #[arg(long, default_value = "sk-demo-admin")]
+        admin_key: String,
     },
     /// Probe a running router's /health (for container health checks).
     Healthcheck {
@@ -101,7 +105,8 @@ fn main() -> ExitCode {
                         port,
                         host,
                         api_key,
-                    } => demo(host, *port, api_key).await,
+                        admin_key,
+                    } => demo(host, *port, api_key, admin_key).await,
                     Command::Mock {
                         port,
                         chunks,
@@ -207,29 +212,58 @@ async fn run(source: ConfigSource, store: Option<StoreUrl>) -> anyhow::Result<()
         header_read_timeout: config.timeouts.header_read,
         ..ServerOptions::default()
     };
+    let admin_listener = match &config.admin_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on admin_listen {addr}"))?,
+        ),
+        None => None,
+    };
     let app = AppState::with_effective(source, effective, overlay, &store)?;
     let streams_stop = app.streams_stop.clone();
     tokio::spawn(llm_router::upstream::probe::run(app.clone()));
     tokio::spawn(reload::on_sighup(app.clone()));
+    tokio::spawn(llm_router::ui::series::sample(app.clone()));
     if let Some((path, loaded)) = watched {
         let every = Duration::from_secs(1);
         tokio::spawn(reload::watch_file(app.clone(), path, every, loaded));
     }
     tracing::info!(addr = %local, groups, version = env!("CARGO_PKG_VERSION"), "listening");
-    server::serve(
+    let (public, operator) = llm_router::http::routers(app.clone());
+    let admin = async {
+        if let (Some(listener), Some(router)) = (admin_listener, operator) {
+            tracing::info!(addr = %listener.local_addr()?, "admin listening");
+            let options = ServerOptions {
+                drain: Duration::from_secs(1),
+                ..ServerOptions::default()
+            };
+            server::serve(
+                listener,
+                router,
+                options,
+                server::shutdown_signal(),
+                CancellationToken::new(),
+            )
+            .await;
+        }
+        anyhow::Ok(())
+    };
+    let main = server::serve(
         listener,
-        llm_router::http::router(app.clone()),
+        public,
         options,
         server::shutdown_signal(),
         streams_stop,
-    )
-    .await;
+    );
+    let ((), admin) = tokio::join!(main, admin);
+    admin?;
     tokio::task::spawn_blocking(move || app.flush_and_stop_store()).await?;
     tracing::info!("usage flushed; stopped");
     Ok(())
 }
 
-async fn demo(host: &str, port: u16, api_key: &str) -> anyhow::Result<()> {
+async fn demo(host: &str, port: u16, api_key: &str, admin_key: &str) -> anyhow::Result<()> {
     let mut upstreams = Vec::new();
     for name in ["mock-a", "mock-b"] {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -258,6 +292,7 @@ async fn demo(host: &str, port: u16, api_key: &str) -> anyhow::Result<()> {
     config.host = host.into();
     config.port = port;
     config.api_key = Some(Secret::new(api_key));
+    config.admin_key = Some(Secret::new(admin_key));
     config.providers = vec![
         provider(&upstreams[0], &["mock-key-a0", "mock-key-a1"]),
         provider(&upstreams[1], &["mock-key-b0"]),
@@ -281,7 +316,7 @@ async fn demo(host: &str, port: u16, api_key: &str) -> anyhow::Result<()> {
         _ => StoreUrl::Memory,
     };
     tracing::info!(
-        "demo mode: mock providers only. Try:\n  curl http://{host}:{port}/v1/chat/completions -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' -d '{{\"model\":\"demo\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'"
+        "demo mode: mock providers only. Dashboard: http://{host}:{port}/ui (admin key {admin_key}). Try:\n  curl http://{host}:{port}/v1/chat/completions -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' -d '{{\"model\":\"demo\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'"
     );
     run(ConfigSource::Fixed(Box::new(config)), Some(store)).await
 }

@@ -179,6 +179,8 @@ pub struct Metrics {
     pub store_healthy: Gauge,
     pub store_failures: Gauge<u64, AtomicU64>,
     pub reloads: Family<OutcomeLabels, Counter>,
+    /// The last requests, for the dashboard (not exported).
+    pub recent: crate::ui::series::Recent,
 }
 
 impl Default for Metrics {
@@ -208,6 +210,7 @@ impl Metrics {
             store_healthy: Gauge::default(),
             store_failures: Gauge::default(),
             reloads: Family::default(),
+            recent: Default::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;

@@ -142,8 +142,9 @@ impl AppState {
     /// what changed. The caller persists the overlay if it wants to.
     fn apply_config(&self, overlay: Overlay, trigger: &'static str) -> Result<Vec<String>, String> {
         let effective = self.source.load(&overlay).map_err(|e| e.to_string())?;
-        let old = self.runtime().config.clone();
-        let changes = describe_changes(&old, &effective.routable);
+        let before = self.config_state();
+        let mut changes = describe_changes(&before.applied, &effective.applied);
+        changes.extend(describe_toggles(&before.overlay, &overlay));
         self.replace_config(effective.routable.clone());
         {
             let mut state = self.config_state.lock().unwrap_or_else(|e| e.into_inner());
@@ -254,6 +255,52 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(bytes).into()
 }
 
+/// Entries the dashboard disabled or enabled.
+fn describe_toggles(old: &Overlay, new: &Overlay) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in new
+        .disabled_models
+        .iter()
+        .filter(|m| !old.disabled_models.contains(m))
+    {
+        out.push(format!(
+            "group {:?}: {}/{} disabled",
+            m.group, m.provider, m.model
+        ));
+    }
+    for m in old
+        .disabled_models
+        .iter()
+        .filter(|m| !new.disabled_models.contains(m))
+    {
+        out.push(format!(
+            "group {:?}: {}/{} enabled",
+            m.group, m.provider, m.model
+        ));
+    }
+    for k in new
+        .disabled_keys
+        .iter()
+        .filter(|k| !old.disabled_keys.contains(k))
+    {
+        out.push(format!(
+            "provider {:?} key {} disabled",
+            k.provider, k.fingerprint
+        ));
+    }
+    for k in old
+        .disabled_keys
+        .iter()
+        .filter(|k| !new.disabled_keys.contains(k))
+    {
+        out.push(format!(
+            "provider {:?} key {} enabled",
+            k.provider, k.fingerprint
+        ));
+    }
+    out
+}
+
 /// A secret-free summary of what differs between two configs.
 pub fn describe_changes(old: &Config, new: &Config) -> Vec<String> {
     let mut out = Vec::new();
@@ -313,6 +360,7 @@ pub fn describe_changes(old: &Config, new: &Config) -> Vec<String> {
         ("port", old.port != new.port),
         ("cors", old.cors != new.cors),
         ("store", old.store != new.store),
+        ("admin_listen", old.admin_listen != new.admin_listen),
         ("usage_window", old.usage_window != new.usage_window),
         (
             "timeouts.connect",

@@ -252,3 +252,110 @@ async fn a_file_change_reloads_and_an_invalid_one_is_rejected() {
         Some(1.0)
     );
 }
+
+/// Every operator route, with its method.
+const OPERATOR_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/admin/usage"),
+    ("POST", "/admin/usage/reset"),
+    ("GET", "/ui/api/state"),
+    ("POST", "/ui/api/edit"),
+    ("GET", "/ui/session"),
+];
+
+#[tokio::test]
+async fn every_admin_route_refuses_no_key_and_the_client_key() {
+    let up = MockUpstream::start().await;
+    let router = RouterProcess::start(&two_group_config(&up, "m2"));
+    for (method, path) in OPERATOR_ROUTES {
+        for key in [None, Some(CLIENT_KEY)] {
+            let mut req = client()
+                .request(method.parse().unwrap(), router.url(path))
+                .body("{}");
+            if let Some(k) = key {
+                req = req.bearer_auth(k);
+            }
+            let status = req.send().await.unwrap().status().as_u16();
+            let expected: &[u16] = if key.is_some() && *path != "/ui/session" {
+                &[403]
+            } else {
+                &[401]
+            };
+            assert!(
+                expected.contains(&status),
+                "{method} {path} with {key:?}: {status}"
+            );
+        }
+    }
+    // Logging in to the dashboard with the client key is refused too.
+    let r = client()
+        .post(router.url("/ui/login"))
+        .json(&json!({"key": CLIENT_KEY}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().get("set-cookie").is_none());
+    let r = client()
+        .post(router.url("/ui/login"))
+        .json(&json!({"key": ADMIN_KEY}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+}
+
+#[tokio::test]
+async fn admin_listen_moves_operator_routes_off_the_public_listener() {
+    let up = MockUpstream::start().await;
+    let cfg = two_group_config(&up, "m2") + "admin_listen: \"127.0.0.1:0\"\n";
+    let router = RouterProcess::start(&cfg);
+    let admin_addr = wait_admin_addr(&router).await;
+    for path in ["/admin/usage", "/ui", "/metrics"] {
+        let public = client()
+            .get(router.url(path))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(public.status(), 404, "{path} on the public listener");
+        let admin = client()
+            .get(format!("http://{admin_addr}{path}"))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(admin.status(), 200, "{path} on the admin listener");
+    }
+    assert_eq!(chat(&router, hello("g")).await.status(), 200);
+    let chat_on_admin = client()
+        .post(format!("http://{admin_addr}/v1/chat/completions"))
+        .bearer_auth(CLIENT_KEY)
+        .json(&hello("g"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chat_on_admin.status(), 404);
+}
+
+async fn wait_admin_addr(router: &RouterProcess) -> String {
+    let start = Instant::now();
+    loop {
+        let found = router.logs().lines().find_map(|l| {
+            let v: Value = serde_json::from_str(l).ok()?;
+            (v["message"] == "admin listening").then(|| v["addr"].as_str().unwrap().to_string())
+        });
+        if let Some(addr) = found {
+            return addr;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "admin listener never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -4,8 +4,8 @@
 //! not exist (404). The client `api_key` never opens them (403). Keys are
 //! shown only by alias and fingerprint.
 
-mod auth;
-mod usage;
+pub mod auth;
+pub mod usage;
 
 use axum::Router;
 use axum::middleware::from_fn_with_state;

@@ -63,9 +63,13 @@ pub struct Config {
     /// `cumulative` (the default) or a rolling window such as `1m`, `1h`, `1d`.
     #[serde(default, deserialize_with = "env::expanded_opt_string")]
     pub usage_window: Option<String>,
-    /// Bearer token for `/admin/*`; the admin API is disabled without it.
+    /// Bearer token for `/admin/*` and the dashboard; both are disabled without it.
     #[serde(default)]
     pub admin_key: Option<Secret>,
+    /// Serve `/admin`, `/ui` and `/metrics` only on this address (e.g.
+    /// `127.0.0.1:9091`) instead of the public listener.
+    #[serde(default, deserialize_with = "env::expanded_opt_string")]
+    pub admin_listen: Option<String>,
 }
 
 impl Config {

@@ -168,6 +168,14 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
         _ => {}
     }
 
+    if let Some(addr) = &config.admin_listen
+        && addr.parse::<std::net::SocketAddr>().is_err()
+    {
+        push(
+            "admin_listen".into(),
+            format!("{addr:?} is not an address like \"127.0.0.1:9091\""),
+        );
+    }
     if config.max_body_bytes == 0 {
         push("max_body_bytes".into(), "must be greater than 0".into());
     }

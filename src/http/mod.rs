@@ -22,24 +22,44 @@ pub use crate::app::AppState;
 use crate::config::CorsConfig;
 use error::ApiError;
 
-/// Builds the router's HTTP service.
-pub fn router(app: AppState) -> Router {
+/// Builds the HTTP services: the public one, and the operator one when
+/// `admin_listen` puts `/admin`, `/ui` and `/metrics` on their own listener.
+pub fn routers(app: AppState) -> (Router, Option<Router>) {
+    let separate = app.runtime().config.admin_listen.is_some();
     let cors = cors_layer(&app.runtime().config.cors);
     let v1 = Router::new()
         .route("/v1/chat/completions", post(proxy::chat_completions))
         .route("/v1/models", get(meta::models))
         .route_layer(from_fn_with_state(app.clone(), auth::require_client_key));
-    Router::new()
-        .merge(v1)
-        .merge(crate::admin::router(app.clone()))
+    let probes = Router::new()
         .route("/health", get(meta::health))
-        .route("/ready", get(meta::ready))
-        .route("/metrics", get(meta::metrics))
+        .route("/ready", get(meta::ready));
+    let operator = Router::new()
+        .merge(crate::admin::router(app.clone()))
+        .merge(crate::ui::router(app.clone()))
+        .route("/metrics", get(meta::metrics));
+    let mut public = Router::new().merge(v1).merge(probes.clone());
+    if !separate {
+        public = public.merge(operator.clone());
+    }
+    let public = finish(public, app.clone()).layer(cors);
+    let admin = separate.then(|| finish(Router::new().merge(probes).merge(operator), app.clone()));
+    (
+        public.layer(from_fn(request_id::assign)),
+        admin.map(|a| a.layer(from_fn(request_id::assign))),
+    )
+}
+
+/// The public service alone (with every route, if there is no admin listener).
+pub fn router(app: AppState) -> Router {
+    routers(app).0
+}
+
+fn finish(router: Router<AppState>, app: AppState) -> Router {
+    router
         .fallback(not_found)
         .layer(map_response(json_405))
         .layer(CompressionLayer::new().no_deflate())
-        .layer(cors)
-        .layer(from_fn(request_id::assign))
         .with_state(app)
 }
 
