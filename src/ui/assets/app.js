@@ -177,7 +177,7 @@ function render(state) {
   renderGroups(state);
   renderProviders(state);
 
-  $("#recent-table tbody").replaceChildren(...state.recent.map((r) => h("tr", {},
+  $("#recent-table tbody").replaceChildren(...state.recent.slice(0, 25).map((r) => h("tr", {},
     h("td", { text: fmt.time(r.at) }),
     h("td", {}, h("code", { text: r.request_id })),
     h("td", { text: r.group }),
