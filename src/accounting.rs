@@ -22,7 +22,7 @@ pub struct RequestInfo {
 }
 
 /// How a response ended.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct End {
     pub usage: Option<TokenUsage>,
     /// Completion chunks streamed, counted as tokens when usage is unknown.
@@ -30,15 +30,17 @@ pub struct End {
     /// The upstream failed (counts an error and the error penalty).
     pub failed: bool,
     pub outcome: &'static str,
+    /// The response's text-bearing parts (stream event data, or the whole
+    /// body), kept only so a missing `usage` can be estimated.
+    pub captured: Vec<bytes::Bytes>,
 }
 
 impl End {
     pub fn ok(usage: Option<TokenUsage>) -> Self {
         Self {
             usage,
-            streamed: 0,
-            failed: false,
             outcome: "ok",
+            ..Self::default()
         }
     }
 }
@@ -53,6 +55,9 @@ pub struct Exchange {
     penalties: (u64, u64),
     metrics: Arc<Metrics>,
     first_event_seen: bool,
+    client: Option<Arc<crate::clients::Client>>,
+    /// The request as sent, for estimating usage the upstream did not report.
+    request_body: bytes::Bytes,
 }
 
 impl Exchange {
@@ -77,7 +82,21 @@ impl Exchange {
             penalties,
             metrics,
             first_event_seen: false,
+            client: None,
+            request_body: bytes::Bytes::new(),
         }
+    }
+
+    /// Keeps the request body (a cheap reference) for usage estimates.
+    pub fn with_request_body(mut self, body: bytes::Bytes) -> Self {
+        self.request_body = body;
+        self
+    }
+
+    /// Counts this request's tokens against a client key too.
+    pub fn with_client(mut self, client: Option<Arc<crate::clients::Client>>) -> Self {
+        self.client = client;
+        self
     }
 
     /// Records time to first token, once, when a stream's first event leaves.
@@ -97,29 +116,47 @@ impl Exchange {
         self.settle(end);
     }
 
-    fn settle(&mut self, end: End) {
+    fn settle(&mut self, mut end: End) {
         let Some(reservation) = self.reservation.take() else {
             return;
         };
         let prompt_estimate = reservation.prompt_estimate();
-        reservation.settle(Settlement {
+        let mut estimated = false;
+        if end.usage.is_none() && (!end.captured.is_empty() || !end.failed) {
+            end.usage = Some(crate::usage::estimate::estimate(
+                &self.request_body,
+                &end.captured,
+            ));
+            estimated = true;
+        }
+        let settlement = Settlement {
             usage: end.usage,
+            estimated,
             streamed_tokens: end.streamed,
             failed: end.failed,
             request_penalty: self.penalties.0,
             error_penalty: self.penalties.1,
-        });
+        };
+        reservation.settle(settlement);
         let c = &self.group.candidates[self.candidate];
         let tokens = end.usage.unwrap_or(TokenUsage {
             prompt_tokens: prompt_estimate,
             completion_tokens: end.streamed,
             total_tokens: prompt_estimate + end.streamed,
         });
+        if let Some(client) = &self.client {
+            client.usage.reserve(prompt_estimate).settle(Settlement {
+                request_penalty: 0,
+                error_penalty: 0,
+                ..settlement
+            });
+            client.record_tokens(tokens.total_tokens);
+        }
         let m = &c.metrics;
         m.request(&self.metrics, self.status);
         m.prompt_tokens.inc_by(tokens.prompt_tokens);
         m.completion_tokens.inc_by(tokens.completion_tokens);
-        if end.usage.is_none() {
+        if estimated || end.usage.is_none() {
             m.estimated.inc();
         }
         if end.failed {
@@ -149,13 +186,14 @@ impl Exchange {
             provider = %c.provider.name,
             model = ?&*c.model,
             key = %c.key.alias,
+            client = self.client.as_ref().map(|c| &*c.name),
             status = self.status,
             outcome = end.outcome,
             attempts = self.attempts,
             prompt_tokens = tokens.prompt_tokens,
             completion_tokens = tokens.completion_tokens,
             total_tokens = tokens.total_tokens,
-            usage_estimated = end.usage.is_none(),
+            usage_estimated = estimated || end.usage.is_none(),
             latency_ms = latency.as_secs_f64() * 1000.0,
             "request"
         );
@@ -165,10 +203,8 @@ impl Exchange {
 impl Drop for Exchange {
     fn drop(&mut self) {
         self.settle(End {
-            usage: None,
-            streamed: 0,
-            failed: false,
             outcome: "client_disconnected",
+            ..End::default()
         });
     }
 }

@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
+use crate::clients::{ClientBook, Clients};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::reload::{ConfigSource, ConfigState, Effective};
@@ -24,19 +25,28 @@ use crate::usage::store::{self, StoreStatus, StoreUrl, Syncer, UsageWindow};
 pub struct Runtime {
     pub config: Arc<Config>,
     pub routes: Routes,
+    pub clients: Clients,
     /// The `/v1/models` body.
     pub models_body: Bytes,
 }
 
 impl Runtime {
-    pub fn build(config: Config, ledger: &Ledger, health: &HealthBook, metrics: &Metrics) -> Self {
+    pub fn build(
+        config: Config,
+        ledger: &Arc<Ledger>,
+        health: &Arc<HealthBook>,
+        metrics: &Arc<Metrics>,
+        book: &ClientBook,
+    ) -> Self {
         let routes = Routes::build(&config, ledger, health, metrics);
+        let clients = Clients::build(&config, book, ledger, metrics);
         let created = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let data: Vec<_> = routes
             .group_order
             .iter()
+            .chain(&routes.alias_order)
             .map(|name| {
                 serde_json::json!({
                     "id": &**name,
@@ -53,6 +63,7 @@ impl Runtime {
         Self {
             config: Arc::new(config),
             routes,
+            clients,
             models_body,
         }
     }
@@ -71,6 +82,7 @@ pub struct Shared {
     pub(crate) config_state: std::sync::Mutex<ConfigState>,
     pub(crate) edit_lock: tokio::sync::Mutex<()>,
     pub sessions: crate::ui::session::Sessions,
+    pub client_book: ClientBook,
     pub series: crate::ui::series::Series,
     /// The write-behind thread; taken at shutdown for the final flush.
     syncer: std::sync::Mutex<Option<Syncer>>,
@@ -119,7 +131,8 @@ impl AppState {
             store_status.clone(),
         );
         let metrics = Arc::new(Metrics::new());
-        let runtime = Runtime::build(config, &ledger, &health, &metrics);
+        let client_book = ClientBook::default();
+        let runtime = Runtime::build(config, &ledger, &health, &metrics, &client_book);
         Ok(Self(Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
             upstream,
@@ -132,6 +145,7 @@ impl AppState {
             config_state: std::sync::Mutex::new(config_state),
             edit_lock: tokio::sync::Mutex::new(()),
             sessions: Default::default(),
+            client_book,
             series: Default::default(),
             syncer: std::sync::Mutex::new(Some(syncer)),
         })))
@@ -161,7 +175,13 @@ impl AppState {
 
     /// Swaps in a new validated config; requests in flight keep the old one.
     pub fn replace_config(&self, config: Config) {
-        let runtime = Runtime::build(config, &self.ledger, &self.health, &self.metrics);
+        let runtime = Runtime::build(
+            config,
+            &self.ledger,
+            &self.health,
+            &self.metrics,
+            &self.client_book,
+        );
         self.runtime.store(Arc::new(runtime));
     }
 }

@@ -18,6 +18,7 @@
 pub mod accounting;
 pub mod admin;
 pub mod app;
+pub mod clients;
 pub mod config;
 pub mod http;
 pub mod metrics;

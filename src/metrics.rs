@@ -155,6 +155,11 @@ pub struct ProviderLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClientLabels {
+    pub client: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
@@ -179,6 +184,9 @@ pub struct Metrics {
     pub store_healthy: Gauge,
     pub store_failures: Gauge<u64, AtomicU64>,
     pub reloads: Family<OutcomeLabels, Counter>,
+    pub client_requests: Family<ClientLabels, Counter>,
+    pub client_tokens: Family<ClientLabels, Counter>,
+    pub client_limited: Family<ClientLabels, Counter>,
     /// The last requests, for the dashboard (not exported).
     pub recent: crate::ui::series::Recent,
 }
@@ -210,6 +218,9 @@ impl Metrics {
             store_healthy: Gauge::default(),
             store_failures: Gauge::default(),
             reloads: Family::default(),
+            client_requests: Family::default(),
+            client_tokens: Family::default(),
+            client_limited: Family::default(),
             recent: Default::default(),
             registry: Registry::default(),
         };
@@ -298,6 +309,21 @@ impl Metrics {
             "config_reloads",
             "Config reloads by outcome",
             m.reloads.clone(),
+        );
+        r.register(
+            "client_requests",
+            "Admitted requests by client key name",
+            m.client_requests.clone(),
+        );
+        r.register(
+            "client_tokens",
+            "Tokens used by client key name",
+            m.client_tokens.clone(),
+        );
+        r.register(
+            "client_rate_limited",
+            "Requests refused by a client's limits",
+            m.client_limited.clone(),
         );
         Self { registry, ..m }
     }

@@ -32,6 +32,9 @@ pub struct MockOptions {
     pub chunk_gap: Duration,
     /// Number of content events per stream; `None` means one per word.
     pub chunks: Option<usize>,
+    /// Put each event's send time (`x_sent_us`, Unix microseconds) in it,
+    /// so a benchmark can measure the delay a proxy adds per event.
+    pub stamp: bool,
 }
 
 impl Default for MockOptions {
@@ -41,6 +44,7 @@ impl Default for MockOptions {
             first_byte_delay: Duration::ZERO,
             chunk_gap: Duration::from_millis(40),
             chunks: None,
+            stamp: false,
         }
     }
 }
@@ -151,43 +155,81 @@ async fn chat(
     }
 
     let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
-    let chunk = |delta: serde_json::Value, finish: Option<&str>| {
-        let v = json!({
-            "id": id, "object": "chat.completion.chunk", "created": 0, "model": request.model,
-            "system_fingerprint": "llm-router-mock",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        });
-        Bytes::from(format!("data: {v}\n\n"))
-    };
-    let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
-    events.extend(words.iter().map(|w| chunk(json!({"content": w}), None)));
-    events.push(chunk(json!({}), Some("stop")));
-    if include_usage {
-        let v = json!({
-            "id": id, "object": "chat.completion.chunk", "created": 0, "model": request.model,
-            "choices": [], "usage": usage,
-        });
-        events.push(Bytes::from(format!("data: {v}\n\n")));
-    }
-    events.push(Bytes::from_static(b"data: [DONE]\n\n"));
-
-    let gap = state.options.chunk_gap;
-    let stream = futures_util::stream::unfold(
-        (events.into_iter(), true),
-        move |(mut it, first)| async move {
-            let event = it.next()?;
-            if !first && !gap.is_zero() {
-                tokio::time::sleep(gap).await;
-            }
-            Some((Ok::<_, Infallible>(event), (it, false)))
-        },
+    let mut events: Vec<Event> = vec![Event::Delta(json!({"role": "assistant", "content": ""}))];
+    events.extend(
+        words
+            .into_iter()
+            .map(|w| Event::Delta(json!({"content": w}))),
     );
+    events.push(Event::Finish);
+    if include_usage {
+        events.push(Event::Usage(usage));
+    }
+    events.push(Event::Done);
+    let shape = Arc::new(StreamShape {
+        id,
+        model: request.model,
+        stamp: state.options.stamp,
+    });
+    let gap = state.options.chunk_gap;
+    let stream =
+        futures_util::stream::unfold((events.into_iter(), true), move |(mut it, first)| {
+            let shape = shape.clone();
+            async move {
+                let event = it.next()?;
+                if !first && !gap.is_zero() {
+                    tokio::time::sleep(gap).await;
+                }
+                Some((Ok::<_, Infallible>(shape.render(event)), (it, false)))
+            }
+        });
     let mut response = Response::new(Body::from_stream(stream));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
     );
     response
+}
+
+enum Event {
+    Delta(serde_json::Value),
+    Finish,
+    Usage(serde_json::Value),
+    Done,
+}
+
+struct StreamShape {
+    id: String,
+    model: String,
+    stamp: bool,
+}
+
+impl StreamShape {
+    /// Renders an event at the moment it is sent.
+    fn render(&self, event: Event) -> Bytes {
+        let mut v = match event {
+            Event::Done => return Bytes::from_static(b"data: [DONE]\n\n"),
+            Event::Delta(delta) => {
+                json!({"choices": [{"index": 0, "delta": delta, "finish_reason": null}]})
+            }
+            Event::Finish => {
+                json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            }
+            Event::Usage(usage) => json!({"choices": [], "usage": usage}),
+        };
+        v["id"] = json!(self.id);
+        v["object"] = json!("chat.completion.chunk");
+        v["created"] = json!(0);
+        v["model"] = json!(self.model);
+        v["system_fingerprint"] = json!("llm-router-mock");
+        if self.stamp {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64);
+            v["x_sent_us"] = json!(now);
+        }
+        Bytes::from(format!("data: {v}\n\n"))
+    }
 }
 
 fn last_text(messages: &[Message]) -> String {

@@ -223,9 +223,12 @@ async fn a_stream_that_breaks_ends_with_an_error_event_and_no_done() {
     assert!(!text.contains("[DONE]"));
     let logs = router.wait_request_logs(1).await;
     assert_eq!(logs[0]["outcome"], "stream_interrupted");
-    assert_eq!(
-        logs[0]["completion_tokens"], 2,
-        "usage seen so far is recorded"
+    // Usage for what was streamed is recorded, estimated with tiktoken.
+    assert_eq!(logs[0]["usage_estimated"], true);
+    assert!(
+        logs[0]["completion_tokens"].as_u64().unwrap() >= 2,
+        "{}",
+        logs[0]
     );
 }
 

@@ -23,15 +23,8 @@ pub fn check(app: &AppState, token: Option<&[u8]>) -> AdminAccess {
     };
     match token {
         Some(t) if admin.matches(t) => AdminAccess::Granted,
-        Some(t)
-            if runtime
-                .config
-                .api_key
-                .as_ref()
-                .is_some_and(|k| k.matches(t)) =>
-        {
-            AdminAccess::ClientKey
-        }
+        // Any key that opens /v1 (api_key or a client key) never opens admin.
+        Some(t) if runtime.clients.identify(t).is_some() => AdminAccess::ClientKey,
         _ => AdminAccess::Denied,
     }
 }

@@ -47,6 +47,7 @@ pub struct UsageReport {
     pub usage_window: String,
     pub usage: Vec<UsageRow>,
     pub providers: Vec<ProviderView>,
+    pub clients: Vec<serde_json::Value>,
 }
 
 /// Everything the admin API and dashboard show, from the current table.
@@ -100,6 +101,7 @@ pub fn report(app: &AppState) -> UsageReport {
             .unwrap_or_else(|| "cumulative".into()),
         usage,
         providers,
+        clients: runtime.clients.list().iter().map(|c| c.view()).collect(),
     }
 }
 

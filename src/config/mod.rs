@@ -66,6 +66,12 @@ pub struct Config {
     /// Bearer token for `/admin/*` and the dashboard; both are disabled without it.
     #[serde(default)]
     pub admin_key: Option<Secret>,
+    /// Keys for individual clients, each with optional scopes and limits.
+    #[serde(default)]
+    pub client_keys: Vec<ClientKeyConfig>,
+    /// Names clients may send as `model`, mapped to group names.
+    #[serde(default)]
+    pub aliases: std::collections::BTreeMap<String, EnvString>,
     /// Serve `/admin`, `/ui` and `/metrics` only on this address (e.g.
     /// `127.0.0.1:9091`) instead of the public listener.
     #[serde(default, deserialize_with = "env::expanded_opt_string")]
@@ -105,6 +111,10 @@ pub struct GroupConfig {
     pub name: String,
     #[serde(default)]
     pub models: Vec<ModelConfig>,
+    /// Endpoints this group serves (`chat`, `completions`, `embeddings`,
+    /// `responses`); all of them when omitted.
+    #[serde(default)]
+    pub endpoints: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -133,6 +143,50 @@ pub struct ProviderConfig {
     /// Active health checks; off unless set.
     #[serde(default)]
     pub health_check: Option<HealthCheck>,
+    /// Allow `provider/model` addressing, bypassing groups.
+    #[serde(default)]
+    pub direct: bool,
+    /// Extra headers on every request to this provider (e.g. OpenRouter's
+    /// `HTTP-Referer` and `X-Title`).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, EnvString>,
+    /// Role names to rewrite in `messages`, e.g. `developer: system`.
+    #[serde(default)]
+    pub role_rewrites: std::collections::BTreeMap<String, EnvString>,
+    /// Top-level request parameters to remove before sending.
+    #[serde(default)]
+    pub drop_params: Vec<String>,
+}
+
+/// One client's key, scope and limits.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientKeyConfig {
+    #[serde(deserialize_with = "env::expanded_string")]
+    pub name: String,
+    pub key: Secret,
+    /// Groups (or aliases) this key may use; all when omitted.
+    #[serde(default)]
+    pub groups: Option<Vec<String>>,
+    /// Requests per minute.
+    #[serde(default)]
+    pub rpm: Option<u64>,
+    /// Tokens per minute.
+    #[serde(default)]
+    pub tpm: Option<u64>,
+    /// Total tokens this key may ever use (persisted with usage).
+    #[serde(default)]
+    pub budget_tokens: Option<u64>,
+}
+
+/// A string value with `${ENV}` expanded (for maps of strings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvString(pub String);
+
+impl<'de> Deserialize<'de> for EnvString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        env::expanded_string(d).map(EnvString)
+    }
 }
 
 /// `GET {base_url}{path}` every `interval` with one of the provider's keys;

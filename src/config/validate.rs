@@ -52,13 +52,54 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
     let mut push = |path: String, message: String| problems.push(Problem::new(path, message));
 
     match &config.api_key {
-        None => push(
+        None if config.client_keys.is_empty() => push(
             "api_key".into(),
-            "missing: clients must authenticate; set api_key (for example \"${LLM_ROUTER_API_KEY}\")"
+            "missing: clients must authenticate; set api_key (for example \"${LLM_ROUTER_API_KEY}\") or client_keys"
                 .into(),
         ),
         Some(key) if key.is_empty() => push("api_key".into(), "must not be empty".into()),
-        Some(_) => {}
+        _ => {}
+    }
+    let mut client_names = HashSet::new();
+    for (i, c) in config.client_keys.iter().enumerate() {
+        let at = format!("client_keys[{i}]");
+        if c.name.is_empty() {
+            push(format!("{at}.name"), "must not be empty".into());
+        } else if !client_names.insert(c.name.as_str()) {
+            push(
+                format!("{at}.name"),
+                format!("duplicate client name {:?}", c.name),
+            );
+        }
+        if c.key.is_empty() {
+            push(format!("{at}.key"), "must not be empty".into());
+        }
+        let clashes = config.api_key.as_ref() == Some(&c.key)
+            || config.admin_key.as_ref() == Some(&c.key)
+            || config.client_keys[..i].iter().any(|o| o.key == c.key);
+        if clashes && !c.key.is_empty() {
+            push(
+                format!("{at}.key"),
+                "must differ from api_key, admin_key and other client keys".into(),
+            );
+        }
+        for (g, name) in c.groups.iter().flatten().enumerate() {
+            if !config.groups.iter().any(|x| x.name == *name) && !config.aliases.contains_key(name)
+            {
+                push(
+                    format!("{at}.groups[{g}]"),
+                    format!("unknown group {name:?}"),
+                );
+            }
+        }
+        for (field, value) in [("rpm", c.rpm), ("tpm", c.tpm)] {
+            if value == Some(0) {
+                push(
+                    format!("{at}.{field}"),
+                    "must be at least 1 (omit it for no limit)".into(),
+                );
+            }
+        }
     }
 
     let mut provider_names = HashSet::new();
@@ -95,6 +136,62 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
                 );
             }
         }
+        for name in provider.headers.keys() {
+            let lower = name.to_ascii_lowercase();
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                push(
+                    format!("{at}.headers.{name}"),
+                    "is not a valid header name".into(),
+                );
+            } else if [
+                "authorization",
+                "host",
+                "content-length",
+                "content-type",
+                "transfer-encoding",
+                "connection",
+            ]
+            .contains(&lower.as_str())
+            {
+                push(
+                    format!("{at}.headers.{name}"),
+                    "is set by the router and cannot be overridden".into(),
+                );
+            }
+        }
+        for (name, value) in &provider.headers {
+            if http::HeaderValue::from_str(&value.0).is_err() {
+                push(
+                    format!("{at}.headers.{name}"),
+                    "has characters not allowed in a header value".into(),
+                );
+            }
+        }
+        for (from, to) in &provider.role_rewrites {
+            if from.is_empty() || to.0.is_empty() {
+                push(
+                    format!("{at}.role_rewrites"),
+                    "roles must not be empty".into(),
+                );
+            }
+        }
+        for (i, param) in provider.drop_params.iter().enumerate() {
+            if [
+                "model",
+                "stream",
+                "stream_options",
+                "messages",
+                "input",
+                "prompt",
+            ]
+            .contains(&param.as_str())
+            {
+                push(
+                    format!("{at}.drop_params[{i}]"),
+                    format!("{param:?} cannot be dropped"),
+                );
+            }
+        }
         for (k, key) in provider.api_keys.iter().enumerate() {
             if key.is_empty() {
                 push(format!("{at}.api_keys[{k}]"), "must not be empty".into());
@@ -119,6 +216,16 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
                 format!("group {:?} has no models", group.name),
             );
         }
+        for (i, e) in group.endpoints.iter().flatten().enumerate() {
+            if crate::payload::Endpoint::from_name(e).is_none() {
+                push(
+                    format!("{at}.endpoints[{i}]"),
+                    format!(
+                        "unknown endpoint {e:?}; use chat, completions, embeddings or responses"
+                    ),
+                );
+            }
+        }
         for (m, model) in group.models.iter().enumerate() {
             let at = format!("{at}.models[{m}]");
             if model.weight < 0 {
@@ -139,6 +246,18 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
                     ),
                 );
             }
+        }
+    }
+
+    for (alias, target) in &config.aliases {
+        if config.groups.iter().any(|g| g.name == *alias) {
+            push(format!("aliases.{alias}"), "is already a group name".into());
+        }
+        if !config.groups.iter().any(|g| g.name == target.0) {
+            push(
+                format!("aliases.{alias}"),
+                format!("points to unknown group {:?}", target.0),
+            );
         }
     }
 

@@ -17,17 +17,16 @@ pub fn bearer(request: &Request) -> Option<&[u8]> {
         .then(|| token.trim_ascii())
 }
 
+/// Admits `api_key` or any client key, and records who called.
 pub async fn require_client_key(
     State(app): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let runtime = app.runtime();
-    let allowed = match (bearer(&request), &runtime.config.api_key) {
-        (Some(token), Some(key)) => key.matches(token),
-        _ => false,
-    };
-    if allowed {
+    let caller = bearer(&request).and_then(|token| runtime.clients.identify(token));
+    if let Some(caller) = caller {
+        request.extensions_mut().insert(caller);
         return next.run(request).await;
     }
     if let Some(info) = request.extensions().get::<RequestInfo>() {

@@ -21,6 +21,8 @@ pub enum ApiError {
     MethodNotAllowed,
     PayloadTooLarge(u64),
     UnsupportedMediaType,
+    /// A client key's own limits (rpm, tpm, budget).
+    ClientLimited(crate::clients::Limited),
     /// Every candidate was rate limited upstream.
     RateLimited {
         retry_after: Option<Duration>,
@@ -56,7 +58,7 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::ClientLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::UpstreamFailed | Self::UpstreamBodyFailed => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
@@ -75,6 +77,8 @@ impl ApiError {
             Self::PayloadTooLarge(_) => "request_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::RateLimited { .. } => "rate_limit_exceeded",
+            Self::ClientLimited(l) if l.quota_exhausted => "insufficient_quota",
+            Self::ClientLimited(_) => "rate_limit_exceeded",
             Self::UpstreamFailed => "upstream_error",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::UpstreamBodyFailed => "upstream_body_error",
@@ -92,6 +96,8 @@ impl ApiError {
             | Self::UnsupportedMediaType => "invalid_request_error",
             Self::Unauthorized | Self::Forbidden => "authentication_error",
             Self::RateLimited { .. } => "rate_limit_error",
+            Self::ClientLimited(l) if l.quota_exhausted => "insufficient_quota",
+            Self::ClientLimited(_) => "rate_limit_error",
             _ => "server_error",
         }
     }
@@ -109,6 +115,7 @@ impl ApiError {
             Self::MethodNotAllowed => "Method not allowed for this URL.".into(),
             Self::PayloadTooLarge(limit) => format!("Request body is larger than the limit of {limit} bytes."),
             Self::UnsupportedMediaType => "Request body must be JSON (Content-Type: application/json).".into(),
+            Self::ClientLimited(l) => l.message.clone(),
             Self::RateLimited { .. } => "Every upstream provider for this model is rate limited. Retry after the time in the Retry-After header.".into(),
             Self::UpstreamFailed => "No upstream provider could serve this request.".into(),
             Self::UpstreamTimeout => "The upstream providers did not answer in time.".into(),
@@ -154,6 +161,12 @@ impl IntoResponse for ApiError {
         {
             let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        if let Self::ClientLimited(l) = &self {
+            l.headers.apply(headers);
+            if let Some(secs) = l.retry_after_secs {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
         }
         response
     }

@@ -29,6 +29,9 @@ pub fn routers(app: AppState) -> (Router, Option<Router>) {
     let cors = cors_layer(&app.runtime().config.cors);
     let v1 = Router::new()
         .route("/v1/chat/completions", post(proxy::chat_completions))
+        .route("/v1/completions", post(proxy::completions))
+        .route("/v1/embeddings", post(proxy::embeddings))
+        .route("/v1/responses", post(proxy::responses))
         .route("/v1/models", get(meta::models))
         .route_layer(from_fn_with_state(app.clone(), auth::require_client_key));
     let probes = Router::new()
@@ -59,7 +62,13 @@ fn finish(router: Router<AppState>, app: AppState) -> Router {
     router
         .fallback(not_found)
         .layer(map_response(json_405))
-        .layer(CompressionLayer::new().no_deflate())
+        // Fastest level: JSON bodies here are small, and default brotli
+        // quality costs more CPU than the whole proxy hop.
+        .layer(
+            CompressionLayer::new()
+                .no_deflate()
+                .quality(tower_http::CompressionLevel::Fastest),
+        )
         .with_state(app)
 }
 

@@ -19,6 +19,8 @@ use tokio::time::Instant;
 use super::AppState;
 use super::error::ApiError;
 use crate::accounting::{End, Exchange, RequestInfo, log_rejected};
+use crate::clients::Caller;
+use crate::payload::Endpoint;
 use crate::relay::{self, RelayOptions, compress, sse};
 use crate::upstream::{self, FailoverError, Plan};
 
@@ -32,13 +34,64 @@ impl From<ApiError> for Rejection {
 }
 
 pub async fn chat_completions(
+    state: State<AppState>,
+    info: Extension<RequestInfo>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle(
+        state,
+        info,
+        caller,
+        Endpoint::ChatCompletions,
+        headers,
+        body,
+    )
+    .await
+}
+
+pub async fn completions(
+    state: State<AppState>,
+    info: Extension<RequestInfo>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle(state, info, caller, Endpoint::Completions, headers, body).await
+}
+
+pub async fn embeddings(
+    state: State<AppState>,
+    info: Extension<RequestInfo>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle(state, info, caller, Endpoint::Embeddings, headers, body).await
+}
+
+pub async fn responses(
+    state: State<AppState>,
+    info: Extension<RequestInfo>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle(state, info, caller, Endpoint::Responses, headers, body).await
+}
+
+async fn handle(
     State(app): State<AppState>,
     Extension(info): Extension<RequestInfo>,
+    caller: Option<Extension<Caller>>,
+    endpoint: Endpoint,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let log_info = info.clone();
-    match proxy(&app, info, "/chat/completions", headers, body).await {
+    let caller = caller.map_or(Caller::Master, |Extension(c)| c);
+    match proxy(&app, info, &caller, endpoint, headers, body).await {
         Ok(response) => response,
         Err(Rejection(error, group)) => {
             log_rejected(
@@ -56,7 +109,8 @@ pub async fn chat_completions(
 async fn proxy(
     app: &AppState,
     info: RequestInfo,
-    path: &'static str,
+    caller: &Caller,
+    endpoint: Endpoint,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Rejection> {
@@ -65,21 +119,60 @@ async fn proxy(
     let in_flight = app.metrics.in_flight();
 
     let body = read_body(body, &headers, config.max_body_bytes).await?;
-    let parsed = crate::payload::parse(&body).map_err(ApiError::from)?;
-    let Some(group) = runtime.routes.group(&parsed.model).cloned() else {
+    let parsed = crate::payload::parse_for(&body, endpoint).map_err(ApiError::from)?;
+    let Some(group) = runtime.routes.resolve(&parsed.model) else {
         let model = parsed.model.clone();
         return Err(Rejection(
             ApiError::ModelNotFound(model.clone()),
             Some(model),
         ));
     };
+    if !group.serves(endpoint) {
+        let error = ApiError::InvalidRequest {
+            message: format!(
+                "The model `{}` does not serve /v1{}.",
+                group.name,
+                endpoint.path()
+            ),
+            param: Some("model"),
+        };
+        return Err(Rejection(error, Some(parsed.model.clone())));
+    }
+
+    let client = caller.client().cloned();
+    let mut rate_headers = None;
+    if let Some(c) = &client {
+        // Out of scope looks exactly like a model that does not exist.
+        if !c.may_use(&group.name, &parsed.model) {
+            let model = parsed.model.clone();
+            return Err(Rejection(
+                ApiError::ModelNotFound(model.clone()),
+                Some(model),
+            ));
+        }
+        match c.admit((body.len() / 4) as u64) {
+            Ok(h) => rate_headers = Some(h),
+            Err(limited) => {
+                app.metrics
+                    .client_limited
+                    .get_or_create(&crate::metrics::ClientLabels {
+                        client: c.name.to_string(),
+                    })
+                    .inc();
+                return Err(Rejection(
+                    ApiError::ClientLimited(limited),
+                    Some(parsed.model.clone()),
+                ));
+            }
+        }
+    }
 
     let deadline = Instant::now() + config.timeouts.total;
     let penalties = (config.request_penalty, config.error_penalty);
     let forwarded = upstream::forward_request_headers(&headers);
     let plan = Plan {
         group: &group,
-        path,
+        path: endpoint.path(),
         parsed: &parsed,
         body: &body,
         headers: &forwarded,
@@ -103,8 +196,13 @@ async fn proxy(
         attempt.reservation,
         penalties,
         app.metrics.clone(),
-    );
+    )
+    .with_client(client)
+    .with_request_body(body.clone());
     let mut out_headers = upstream::response_headers(attempt.response.headers());
+    if let Some(h) = &rate_headers {
+        h.apply(&mut out_headers);
+    }
 
     if is_event_stream(attempt.response.headers()) {
         let encoding = compress::negotiate(headers.get(header::ACCEPT_ENCODING));
@@ -142,7 +240,14 @@ async fn proxy(
             } else {
                 Some(Default::default())
             };
-            exchange.finish(End::ok(usage));
+            exchange.finish(End {
+                captured: if usage.is_none() {
+                    vec![bytes.clone()]
+                } else {
+                    Vec::new()
+                },
+                ..End::ok(usage)
+            });
             let mut response = Response::new(Body::from(bytes));
             *response.status_mut() = status;
             *response.headers_mut() = out_headers;
@@ -150,10 +255,9 @@ async fn proxy(
         }
         Err(error) => {
             exchange.finish(End {
-                usage: None,
-                streamed: 0,
                 failed: true,
                 outcome: error.code(),
+                ..End::default()
             });
             Err(Rejection(error, Some(parsed.model.clone())))
         }

@@ -16,6 +16,58 @@ use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+mod shape;
+pub use shape::Shaping;
+
+/// The OpenAI endpoints the router serves, and what differs between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+    Responses,
+}
+
+impl Endpoint {
+    pub const ALL: [Endpoint; 4] = [
+        Self::ChatCompletions,
+        Self::Completions,
+        Self::Embeddings,
+        Self::Responses,
+    ];
+
+    /// The path under a provider's `base_url`.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "/chat/completions",
+            Self::Completions => "/completions",
+            Self::Embeddings => "/embeddings",
+            Self::Responses => "/responses",
+        }
+    }
+
+    /// The name used in config (`groups[].endpoints`), logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "chat",
+            Self::Completions => "completions",
+            Self::Embeddings => "embeddings",
+            Self::Responses => "responses",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.name() == name)
+    }
+
+    /// Whether streams report usage only when `stream_options.include_usage`
+    /// is set (chat and legacy completions). The Responses API always sends
+    /// it in `response.completed`; embeddings do not stream.
+    pub fn usage_needs_stream_option(self) -> bool {
+        matches!(self, Self::ChatCompletions | Self::Completions)
+    }
+}
+
 /// Why a body was rejected; each maps to a 400 with `param` set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PayloadError {
@@ -43,6 +95,7 @@ pub struct Parsed {
     stream_options: Option<StreamOptions>,
     /// Offset of the top-level object's closing `}`.
     end: usize,
+    pub endpoint: Endpoint,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,8 +235,13 @@ fn too_deep(body: &[u8], max: usize) -> bool {
     false
 }
 
-/// Reads the routing fields of a chat (or completions, embeddings...) body.
+/// Reads the routing fields of a chat-completions body.
 pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
+    parse_for(body, Endpoint::ChatCompletions)
+}
+
+/// Reads the routing fields of a body for `endpoint`.
+pub fn parse_for(body: &[u8], endpoint: Endpoint) -> Result<Parsed, PayloadError> {
     if too_deep(body, MAX_DEPTH) {
         return Err(PayloadError::new(
             format!("JSON body nests deeper than {MAX_DEPTH} levels"),
@@ -272,6 +330,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
         include_usage,
         stream_options,
         end,
+        endpoint,
     })
 }
 
@@ -279,7 +338,7 @@ impl Parsed {
     /// Whether the router must ask upstream for usage the client did not ask
     /// for, and so strip that usage chunk from the client's stream.
     pub fn router_requested_usage(&self) -> bool {
-        self.stream && !self.include_usage
+        self.stream && !self.include_usage && self.endpoint.usage_needs_stream_option()
     }
 
     /// The body with `model` replaced by `model_json` (a JSON string literal)

@@ -25,6 +25,9 @@ use crate::usage::TokenUsage;
 use compress::{Encoding, EventEncoder};
 use sse::EventSplitter;
 
+/// Most event data kept per stream for usage estimates.
+const MAX_CAPTURE: usize = 256 * 1024;
+
 /// The event that ends a stream the upstream broke or stalled.
 pub const INTERRUPTED_EVENT: &[u8] = b"data: {\"error\":{\"message\":\"The upstream stream was interrupted before it completed.\",\"type\":\"server_error\",\"param\":null,\"code\":\"stream_interrupted\"}}\n\n";
 
@@ -56,6 +59,9 @@ struct Relay<S> {
     encoder: Option<EventEncoder>,
     usage: Option<TokenUsage>,
     streamed: u64,
+    /// Event data kept (bounded) until usage arrives, for estimates.
+    captured: Vec<Bytes>,
+    captured_bytes: usize,
     phase: Phase,
     exchange: Option<Exchange>,
     /// Held for the stream's life: the in-flight and open-stream gauges.
@@ -80,6 +86,8 @@ where
         opts,
         usage: None,
         streamed: 0,
+        captured: Vec::new(),
+        captured_bytes: 0,
         phase: Phase::Streaming,
         exchange: Some(exchange),
         _gauges: gauges,
@@ -161,11 +169,16 @@ where
         let facts = sse::chunk_facts(&data);
         if let Some(usage) = facts.usage {
             self.usage = Some(usage);
+            self.captured = Vec::new();
             if self.opts.strip_usage_chunk && facts.empty_choices {
                 return None;
             }
         } else {
             self.streamed += 1;
+            if self.usage.is_none() && self.captured_bytes + data.len() <= MAX_CAPTURE {
+                self.captured_bytes += data.len();
+                self.captured.push(Bytes::copy_from_slice(&data));
+            }
         }
         Some(event)
     }
@@ -190,6 +203,7 @@ where
                 streamed: self.streamed,
                 failed,
                 outcome,
+                captured: std::mem::take(&mut self.captured),
             });
         }
     }
@@ -204,6 +218,7 @@ impl<S> Drop for Relay<S> {
                 streamed: self.streamed,
                 failed: false,
                 outcome: "client_disconnected",
+                captured: std::mem::take(&mut self.captured),
             });
         }
     }

@@ -93,6 +93,15 @@ struct Chunk {
     choices: Option<Vec<IgnoredAny>>,
     #[serde(default)]
     usage: Option<Usage>,
+    /// Responses API: `response.completed` carries `response.usage`.
+    #[serde(default)]
+    response: Option<ResponseObject>,
+}
+
+#[derive(Deserialize)]
+struct ResponseObject {
+    #[serde(default)]
+    usage: Option<Usage>,
 }
 
 /// The usage object of OpenAI chat completions (and of `/v1/completions` and
@@ -125,7 +134,10 @@ pub fn chunk_facts(data: &[u8]) -> ChunkFacts {
         && let Ok(chunk) = serde_json::from_slice::<Chunk>(data)
     {
         return ChunkFacts {
-            usage: chunk.usage.map(Into::into),
+            usage: chunk
+                .usage
+                .or(chunk.response.and_then(|r| r.usage))
+                .map(Into::into),
             empty_choices: chunk.choices.is_some_and(|c| c.is_empty()),
         };
     }

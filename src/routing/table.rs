@@ -10,6 +10,7 @@ use super::health::Health;
 use super::select::{self, View};
 use crate::config::Config;
 use crate::metrics::{CandidateMetrics, GroupLabels, Metrics};
+use crate::payload::Endpoint;
 use crate::usage::{Ledger, UsageCell, UsageKey};
 
 /// One upstream provider from the config.
@@ -22,6 +23,12 @@ pub struct Provider {
     /// Provider-wide health, set by active health checks.
     pub health: Arc<Health>,
     pub health_check: Option<crate::config::HealthCheck>,
+    /// Extra headers for every request to this provider.
+    pub headers: http::HeaderMap,
+    /// Request shaping for providers that need it.
+    pub shaping: crate::payload::Shaping,
+    /// Whether `provider/model` may address it directly.
+    pub direct: bool,
 }
 
 impl Provider {
@@ -89,12 +96,20 @@ pub struct Group {
     pub name: Arc<str>,
     pub candidates: Vec<Candidate>,
     pub failovers: prometheus_client::metrics::counter::Counter,
+    /// The endpoints this group serves; `None` means all.
+    pub endpoints: Option<Vec<Endpoint>>,
 }
 
 impl Group {
     /// The best candidate not yet tried, by the rules in [`select`].
     pub fn pick(&self, tried: &[usize], now: u64) -> Option<usize> {
         select::pick(self.candidates.iter().map(Candidate::view), tried, now)
+    }
+
+    pub fn serves(&self, endpoint: Endpoint) -> bool {
+        self.endpoints
+            .as_ref()
+            .is_none_or(|e| e.contains(&endpoint))
     }
 
     /// Whether any candidate is usable right now.
@@ -148,18 +163,47 @@ impl HealthBook {
     }
 }
 
+/// Most distinct `provider/model` names kept as direct groups.
+const MAX_DIRECT_GROUPS: usize = 1024;
+
 /// The immutable routing table for one config.
-#[derive(Debug)]
 pub struct Routes {
     groups: HashMap<Box<str>, Arc<Group>>,
+    aliases: HashMap<Box<str>, Arc<Group>>,
     /// Group names in config order, for `/v1/models`.
     pub group_order: Vec<Arc<str>>,
+    pub alias_order: Vec<Arc<str>>,
     pub providers: Vec<Arc<Provider>>,
+    /// `provider/model` groups, made on first use. Copy-on-write, so reads
+    /// take no lock; new names are rare and bounded.
+    direct: arc_swap::ArcSwap<HashMap<Box<str>, Arc<Group>>>,
+    cells: Cells,
+}
+
+/// What building candidates needs, kept for direct groups made later.
+struct Cells {
+    ledger: Arc<Ledger>,
+    health: Arc<HealthBook>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routes")
+            .field("groups", &self.groups)
+            .field("providers", &self.providers)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Routes {
     /// Builds the table. `config` must be valid (see `Config::validate`).
-    pub fn build(config: &Config, ledger: &Ledger, health: &HealthBook, metrics: &Metrics) -> Self {
+    pub fn build(
+        config: &Config,
+        ledger: &Arc<Ledger>,
+        health: &Arc<HealthBook>,
+        metrics: &Arc<Metrics>,
+    ) -> Self {
         let providers: Vec<Arc<Provider>> = config
             .providers
             .iter()
@@ -183,16 +227,40 @@ impl Routes {
                         })
                     })
                     .collect();
+                let mut headers = http::HeaderMap::new();
+                for (k, v) in &p.headers {
+                    if let (Ok(k), Ok(v)) = (
+                        http::HeaderName::from_bytes(k.as_bytes()),
+                        HeaderValue::from_str(&v.0),
+                    ) {
+                        headers.insert(k, v);
+                    }
+                }
                 Arc::new(Provider {
                     base_url: p.base_url.trim_end_matches('/').to_string(),
                     health: health.cell(&name, &Arc::from(""), None),
                     health_check: p.health_check.clone(),
+                    headers,
+                    shaping: crate::payload::Shaping {
+                        role_rewrites: p
+                            .role_rewrites
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.0.clone()))
+                            .collect(),
+                        drop_params: p.drop_params.clone(),
+                    },
+                    direct: p.direct,
                     name,
                     keys,
                 })
             })
             .collect();
 
+        let cells = Cells {
+            ledger: ledger.clone(),
+            health: health.clone(),
+            metrics: metrics.clone(),
+        };
         let mut groups = HashMap::new();
         let mut group_order = Vec::new();
         for g in &config.groups {
@@ -201,51 +269,129 @@ impl Routes {
                 let Some(provider) = providers.iter().find(|p| *p.name == *m.provider) else {
                     continue; // unreachable for a validated config
                 };
-                let model: Arc<str> = m.name.as_str().into();
-                let model_json = Bytes::from(serde_json::to_vec(&m.name).unwrap_or_default());
-                for key in &provider.keys {
-                    candidates.push(Candidate {
-                        provider: provider.clone(),
-                        key: key.clone(),
-                        model: model.clone(),
-                        model_json: model_json.clone(),
-                        weight: m.weight.max(0) as u64,
-                        usage: ledger.cell(UsageKey {
-                            provider: provider.name.clone(),
-                            key_fingerprint: key.fingerprint.clone(),
-                            model: model.clone(),
-                        }),
-                        health: health.cell(&provider.name, &key.fingerprint, Some(&model)),
-                        metrics: metrics.candidate(&g.name, &provider.name, &key.alias, &model),
-                    });
-                }
+                candidates.extend(cells.candidates(
+                    &g.name,
+                    provider,
+                    &m.name,
+                    m.weight.max(0) as u64,
+                ));
             }
-            let name: Arc<str> = g.name.as_str().into();
-            group_order.push(name.clone());
-            let failovers = metrics
-                .failovers
-                .get_or_create(&GroupLabels {
-                    group: g.name.clone(),
-                })
-                .clone();
-            groups.insert(
-                g.name.clone().into_boxed_str(),
-                Arc::new(Group {
-                    name,
-                    candidates,
-                    failovers,
-                }),
-            );
+            let endpoints = g.endpoints.as_ref().map(|names| {
+                names
+                    .iter()
+                    .filter_map(|n| Endpoint::from_name(n))
+                    .collect()
+            });
+            let group = cells.group(&g.name, candidates, endpoints);
+            group_order.push(group.name.clone());
+            groups.insert(g.name.clone().into_boxed_str(), group);
+        }
+        let mut aliases = HashMap::new();
+        let mut alias_order = Vec::new();
+        for (alias, target) in &config.aliases {
+            if let Some(group) = groups.get(target.0.as_str()) {
+                aliases.insert(alias.clone().into_boxed_str(), group.clone());
+                alias_order.push(Arc::from(alias.as_str()));
+            }
         }
         Self {
             groups,
+            aliases,
             group_order,
+            alias_order,
             providers,
+            direct: Default::default(),
+            cells,
         }
     }
 
+    /// A configured group by name (not aliases or direct names).
     pub fn group(&self, name: &str) -> Option<&Arc<Group>> {
         self.groups.get(name)
+    }
+
+    /// What a client's `model` names: a group, an alias of one, or a
+    /// `provider/model` on a provider that allows direct addressing.
+    pub fn resolve(&self, model: &str) -> Option<Arc<Group>> {
+        if let Some(g) = self.groups.get(model).or_else(|| self.aliases.get(model)) {
+            return Some(g.clone());
+        }
+        let (provider, name) = model.split_once('/')?;
+        let provider = self
+            .providers
+            .iter()
+            .find(|p| p.direct && *p.name == *provider)?;
+        if name.is_empty() {
+            return None;
+        }
+        if let Some(g) = self.direct.load().get(model) {
+            return Some(g.clone());
+        }
+        let candidates = self.cells.candidates(model, provider, name, 1);
+        let group = self.cells.group(model, candidates, None);
+        self.direct.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            if map.len() < MAX_DIRECT_GROUPS {
+                map.insert(model.into(), group.clone());
+            }
+            map
+        });
+        Some(group)
+    }
+}
+
+impl Cells {
+    /// One candidate per key of `provider`, serving `model`.
+    fn candidates(
+        &self,
+        group: &str,
+        provider: &Arc<Provider>,
+        model: &str,
+        weight: u64,
+    ) -> Vec<Candidate> {
+        let model: Arc<str> = model.into();
+        let model_json = Bytes::from(serde_json::to_vec(&*model).unwrap_or_default());
+        provider
+            .keys
+            .iter()
+            .map(|key| Candidate {
+                provider: provider.clone(),
+                key: key.clone(),
+                model: model.clone(),
+                model_json: model_json.clone(),
+                weight,
+                usage: self.ledger.cell(UsageKey {
+                    provider: provider.name.clone(),
+                    key_fingerprint: key.fingerprint.clone(),
+                    model: model.clone(),
+                }),
+                health: self
+                    .health
+                    .cell(&provider.name, &key.fingerprint, Some(&model)),
+                metrics: self
+                    .metrics
+                    .candidate(group, &provider.name, &key.alias, &model),
+            })
+            .collect()
+    }
+
+    fn group(
+        &self,
+        name: &str,
+        candidates: Vec<Candidate>,
+        endpoints: Option<Vec<Endpoint>>,
+    ) -> Arc<Group> {
+        let failovers = self
+            .metrics
+            .failovers
+            .get_or_create(&GroupLabels { group: name.into() })
+            .clone();
+        Arc::new(Group {
+            name: name.into(),
+            candidates,
+            failovers,
+            endpoints,
+        })
     }
 }
 
@@ -260,9 +406,9 @@ mod tests {
         assert!(config.validate().is_empty(), "{:?}", config.validate());
         Routes::build(
             &config,
-            &Ledger::new(),
-            &HealthBook::default(),
-            &Metrics::new(),
+            &Arc::new(Ledger::new()),
+            &Arc::new(HealthBook::default()),
+            &Arc::new(Metrics::new()),
         )
     }
 

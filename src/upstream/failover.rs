@@ -116,8 +116,14 @@ pub async fn send(
         let c = &plan.group.candidates[index];
         let reservation = c.usage.reserve(prompt_estimate);
 
-        let body = plan.parsed.rewrite(plan.body, &c.model_json);
+        let mut body = plan.parsed.rewrite(plan.body, &c.model_json);
+        if let Some(shaped) = c.provider.shaping.apply(&body) {
+            body = shaped;
+        }
         let mut headers = plan.headers.clone();
+        for (name, value) in &c.provider.headers {
+            headers.insert(name.clone(), value.clone());
+        }
         headers.insert(header::AUTHORIZATION, c.key.authorization.clone());
         headers.insert(
             header::CONTENT_TYPE,
@@ -166,6 +172,7 @@ pub async fn send(
         cool_down(plan, index, failure);
         reservation.settle(Settlement {
             usage: None,
+            estimated: false,
             streamed_tokens: 0,
             failed: true,
             request_penalty: plan.penalties.0,

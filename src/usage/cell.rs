@@ -90,8 +90,11 @@ pub struct Totals {
 /// How a request ended, for [`Reservation::settle`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Settlement {
-    /// What the upstream reported; `None` means estimate.
+    /// What the upstream reported; `None` means estimate from the prompt
+    /// estimate and `streamed_tokens`.
     pub usage: Option<TokenUsage>,
+    /// `usage` was computed by the router (tiktoken), not reported.
+    pub estimated: bool,
     /// Completion tokens seen so far (stream chunks), used when `usage` is `None`.
     pub streamed_tokens: u64,
     pub failed: bool,
@@ -166,7 +169,7 @@ impl UsageCell {
 
     fn record(&self, s: &Settlement, prompt_estimate: u64) {
         let (usage, estimated) = match s.usage {
-            Some(u) => (u, false),
+            Some(u) => (u, s.estimated),
             None if s.failed && s.streamed_tokens == 0 => (TokenUsage::default(), false),
             None => {
                 let u = TokenUsage {

@@ -12,6 +12,7 @@
 //! the response ends, or on drop with its estimate if nothing better is known.
 
 mod cell;
+pub mod estimate;
 pub mod store;
 
 use std::collections::HashMap;

@@ -79,6 +79,9 @@ impl MockUpstream {
         let app = Router::new()
             .route("/v1/chat/completions", post(upstream_chat))
             .route("/v1/models", get(upstream_models))
+            .route("/v1/completions", post(upstream_other))
+            .route("/v1/embeddings", post(upstream_other))
+            .route("/v1/responses", post(upstream_other))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -210,13 +213,16 @@ async fn upstream_chat(
     }
     let model = body["model"].clone();
     if body["stream"] != json!(true) {
-        return axum::Json(json!({
+        let mut v = json!({
             "id": "chatcmpl-test", "object": "chat.completion", "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello from upstream"}, "finish_reason": "stop"}],
             "usage": usage_json(),
             "x_upstream_extra": {"kept": true},
-        }))
-        .into_response();
+        });
+        if matches!(behavior, Behavior::NoUsage) {
+            v.as_object_mut().unwrap().remove("usage");
+        }
+        return axum::Json(v).into_response();
     }
 
     let chunks = state.chunks.load(Ordering::Relaxed);
@@ -272,6 +278,74 @@ async fn upstream_chat(
     r.headers_mut()
         .insert("content-type", "text/event-stream".parse().unwrap());
     r
+}
+
+/// `/v1/completions`, `/v1/embeddings` and `/v1/responses`: canned answers
+/// in each endpoint's shape, with usage, streaming where the endpoint does.
+async fn upstream_other(
+    State(state): State<Arc<UpstreamState>>,
+    uri: http::Uri,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let key = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .to_string();
+    let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    state.requests.lock().unwrap().push(Recorded {
+        path: uri.path().to_string(),
+        key,
+        headers,
+        raw: raw.clone(),
+        body: body.clone(),
+    });
+    let stream = body["stream"] == json!(true);
+    match (uri.path(), stream) {
+        ("/v1/embeddings", _) => axum::Json(json!({
+            "object": "list", "model": body["model"],
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
+            "usage": {"prompt_tokens": 8, "total_tokens": 8},
+        }))
+        .into_response(),
+        ("/v1/completions", false) => axum::Json(json!({
+            "id": "cmpl-1", "object": "text_completion", "model": body["model"],
+            "choices": [{"index": 0, "text": "legacy hello", "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6},
+        }))
+        .into_response(),
+        ("/v1/responses", false) => axum::Json(json!({
+            "id": "resp_1", "object": "response", "model": body["model"],
+            "output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "hi"}]}],
+            "usage": {"input_tokens": 5, "output_tokens": 3, "total_tokens": 8},
+        }))
+        .into_response(),
+        ("/v1/responses", true) => {
+            let events = [
+                "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\"}}\n\n".to_string(),
+                "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n".to_string(),
+                "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"usage\":{\"input_tokens\":5,\"output_tokens\":3,\"total_tokens\":8}}}\n\n".to_string(),
+            ];
+            let s = futures_util::stream::iter(events.into_iter().map(|e| Ok::<_, std::io::Error>(Bytes::from(e))));
+            let mut r = Response::new(Body::from_stream(s));
+            r.headers_mut().insert("content-type", "text/event-stream".parse().unwrap());
+            r
+        }
+        (_, true) => {
+            let events = [
+                format!("data: {}\n\n", json!({"choices": [{"index": 0, "text": "legacy", "finish_reason": null}]})),
+                format!("data: {}\n\n", json!({"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6}})),
+                "data: [DONE]\n\n".to_string(),
+            ];
+            let s = futures_util::stream::iter(events.into_iter().map(|e| Ok::<_, std::io::Error>(Bytes::from(e))));
+            let mut r = Response::new(Body::from_stream(s));
+            r.headers_mut().insert("content-type", "text/event-stream".parse().unwrap());
+            r
+        }
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// Index of the last event: chunks, then the usage chunk if any, then [DONE].

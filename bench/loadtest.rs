@@ -1,0 +1,621 @@
+//! The load benchmark: llm-router against a direct call and nginx, side by
+//! side in one run so the ratios hold on a noisy machine.
+//!
+//! Run it with `bash bench/run.sh` (which installs oha, nginx and Redis and
+//! builds in release mode). It starts, on loopback only:
+//! - the built-in mock provider (`llm-router mock`, events stamped with
+//!   their send time),
+//! - nginx as a plain reverse proxy in front of it,
+//! - llm-router three times: memory, SQLite and Redis stores,
+//!
+//! then measures throughput at fixed concurrency, latency at a fixed rate,
+//! CPU per request, memory, and for 1,000 concurrent streams the time to
+//! first byte and the delay added to each event. Everything stops by itself.
+
+use std::fmt::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use futures_util::StreamExt;
+use llm_router::relay::sse::EventSplitter;
+use serde_json::Value;
+
+const KEY: &str = "bench-client-key";
+const BODY: &str = r#"{"model":"bench","messages":[{"role":"user","content":"Hello, how are you today? Tell me about routers."}]}"#;
+
+struct Opts {
+    duration: Duration,
+    streams: usize,
+    rate: u32,
+    soak: Option<Duration>,
+    out: Option<PathBuf>,
+}
+
+fn parse_opts() -> anyhow::Result<Opts> {
+    let mut o = Opts {
+        duration: Duration::from_secs(10),
+        streams: 1000,
+        rate: 1000,
+        soak: None,
+        out: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().context("missing value");
+        match a.as_str() {
+            "--duration" => o.duration = humantime::parse_duration(&val()?)?,
+            "--streams" => o.streams = val()?.parse()?,
+            "--rate" => o.rate = val()?.parse()?,
+            "--soak" => o.soak = Some(humantime::parse_duration(&val()?)?),
+            "--out" => o.out = Some(val()?.into()),
+            "--quick" => {
+                o.duration = Duration::from_secs(3);
+                o.streams = 200;
+            }
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    Ok(o)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_port(port: u16) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if start.elapsed() > Duration::from_secs(15) {
+            bail!("nothing listens on {port}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+fn spawn(name: &'static str, cmd: &mut Command) -> anyhow::Result<Proc> {
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    Ok(Proc(child))
+}
+
+/// (user + system CPU seconds, RSS bytes, peak RSS bytes) of a process.
+fn proc_stats(pid: u32) -> (f64, u64, u64) {
+    let ticks = clock_ticks();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_comm = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    let cpu = fields.get(11).zip(fields.get(12)).map_or(0.0, |(u, s)| {
+        (u.parse::<f64>().unwrap_or(0.0) + s.parse::<f64>().unwrap_or(0.0)) / ticks
+    });
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    (cpu, kb("VmRSS:"), kb("VmHWM:"))
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+#[derive(Default, Clone)]
+struct Oha {
+    rps: f64,
+    ok: u64,
+    errors: u64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+}
+
+fn oha(url: &str, args: &[&str]) -> anyhow::Result<Oha> {
+    let out = Command::new(oha_bin())
+        .args(args)
+        .args([
+            "--no-tui",
+            "--output-format",
+            "json",
+            "-m",
+            "POST",
+            "-T",
+            "application/json",
+        ])
+        // Like for like: nginx and the mock never compress, so ask nobody to.
+        .args([
+            "-H",
+            &format!("Authorization: Bearer {KEY}"),
+            "-H",
+            "Accept-Encoding: identity",
+            "-d",
+            BODY,
+            url,
+        ])
+        .output()
+        .context("running oha")?;
+    if !out.status.success() {
+        bail!("oha failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).context("oha output")?;
+    let status = v["statusCodeDistribution"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let ok = status.get("200").and_then(Value::as_u64).unwrap_or(0);
+    let all: u64 = status.values().filter_map(Value::as_u64).sum();
+    // Requests still in flight when the run's time is up are cut off by oha
+    // ("aborted due to deadline"); they are not failures.
+    let errors = all - ok
+        + v["errorDistribution"].as_object().map_or(0, |m| {
+            m.iter()
+                .filter(|(k, _)| !k.contains("deadline"))
+                .filter_map(|(_, v)| v.as_u64())
+                .sum()
+        });
+    let p = |k: &str| v["latencyPercentiles"][k].as_f64().unwrap_or(f64::NAN);
+    Ok(Oha {
+        rps: ok as f64 / v["summary"]["total"].as_f64().unwrap_or(1.0),
+        ok,
+        errors,
+        p50: p("p50"),
+        p99: p("p99"),
+        p999: p("p99.9"),
+    })
+}
+
+fn oha_bin() -> String {
+    std::env::var("OHA").unwrap_or_else(|_| "oha".into())
+}
+
+fn unix_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+#[derive(Default, Clone)]
+struct StreamStats {
+    completed: usize,
+    ttfb_p50_ms: f64,
+    ttfb_p99_ms: f64,
+    event_p50_ms: f64,
+    event_p99_ms: f64,
+    events: usize,
+    rss_during: u64,
+}
+
+fn pct(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// `n` concurrent streams; per event, the delay from the mock's send stamp
+/// to its arrival here.
+async fn stream_load(url: &str, n: usize, pid: Option<u32>) -> anyhow::Result<StreamStats> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(n)
+        .http1_only()
+        .build()?;
+    let body = BODY.replace("\"messages\"", "\"stream\":true,\"messages\"");
+    let start_gate = Arc::new(tokio::sync::Barrier::new(n));
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (client, url, body, gate) = (
+                client.clone(),
+                url.to_string(),
+                body.clone(),
+                start_gate.clone(),
+            );
+            tokio::spawn(async move {
+                gate.wait().await;
+                let t0 = Instant::now();
+                let r = client
+                    .post(url)
+                    .bearer_auth(KEY)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await?;
+                let mut s = r.bytes_stream();
+                let mut splitter = EventSplitter::default();
+                let mut ttfb = None;
+                let mut delays = Vec::with_capacity(110);
+                let mut done = false;
+                while let Some(chunk) = s.next().await {
+                    let chunk = chunk?;
+                    let now = unix_us();
+                    ttfb.get_or_insert_with(|| t0.elapsed());
+                    splitter.push(&chunk);
+                    while let Some(ev) = splitter.next_event() {
+                        let Some(data) = llm_router::relay::sse::data(&ev) else {
+                            continue;
+                        };
+                        if &*data == b"[DONE]" {
+                            done = true;
+                            continue;
+                        }
+                        if let Ok(v) = serde_json::from_slice::<Value>(&data)
+                            && let Some(sent) = v["x_sent_us"].as_u64()
+                        {
+                            delays.push(now.saturating_sub(sent) as f64 / 1000.0);
+                        }
+                    }
+                }
+                anyhow::Ok((done, ttfb.unwrap_or_default(), delays))
+            })
+        })
+        .collect();
+    // Sample memory while every stream is open (each lasts about 5 s).
+    let sampler = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        pid.map(|p| proc_stats(p).1).unwrap_or(0)
+    });
+    let mut stats = StreamStats::default();
+    let (mut ttfbs, mut delays) = (Vec::new(), Vec::new());
+    for t in tasks {
+        if let Ok(Ok((done, ttfb, d))) = t.await {
+            stats.completed += usize::from(done);
+            ttfbs.push(ttfb.as_secs_f64() * 1000.0);
+            delays.extend(d);
+        }
+    }
+    stats.rss_during = sampler.await.unwrap_or(0);
+    ttfbs.sort_by(f64::total_cmp);
+    delays.sort_by(f64::total_cmp);
+    stats.events = delays.len();
+    stats.ttfb_p50_ms = pct(&ttfbs, 0.5);
+    stats.ttfb_p99_ms = pct(&ttfbs, 0.99);
+    stats.event_p50_ms = pct(&delays, 0.5);
+    stats.event_p99_ms = pct(&delays, 0.99);
+    Ok(stats)
+}
+
+struct Target {
+    name: &'static str,
+    url: String,
+    pid: Option<u32>,
+}
+
+#[derive(Default)]
+struct Row {
+    c32: Oha,
+    c256: Oha,
+    fixed: Oha,
+    cpu_us_per_req: Option<f64>,
+    rss_idle: Option<u64>,
+    rss_peak: Option<u64>,
+    streams: Option<StreamStats>,
+}
+
+fn router_config(dir: &Path, port: u16, mock: u16, store: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.join(format!("router-{port}.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            "host: 127.0.0.1\nport: {port}\napi_key: {KEY}\nstore: \"{store}\"\ngroups:\n  - name: bench\n    models: [{{weight: 1, provider: mock, name: mock-model}}]\nproviders:\n  - {{name: mock, base_url: \"http://127.0.0.1:{mock}/v1\", api_keys: [mock-key-0, mock-key-1]}}\n"
+        ),
+    )?;
+    Ok(path)
+}
+
+fn nginx_config(dir: &Path, port: u16, mock: u16) -> anyhow::Result<PathBuf> {
+    let d = dir.display();
+    let path = dir.join("nginx.conf");
+    std::fs::write(
+        &path,
+        format!(
+            "worker_processes auto;\npid {d}/nginx.pid;\nerror_log stderr warn;\nevents {{ worker_connections 8192; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n  upstream mock {{ server 127.0.0.1:{mock}; keepalive 512; }}\n  server {{\n    listen 127.0.0.1:{port};\n    location / {{ proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; }}\n  }}\n}}\n"
+        ),
+    )?;
+    Ok(path)
+}
+
+fn ms(v: f64) -> String {
+    if v.is_nan() {
+        "–".into()
+    } else {
+        format!("{:.2}", v * 1000.0)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let opts = parse_opts()?;
+    let dir = tempfile::tempdir()?;
+    let bin =
+        std::env::var("LLM_ROUTER_BIN").unwrap_or_else(|_| "target/release/llm-router".into());
+    let bin = std::fs::canonicalize(&bin)
+        .with_context(|| format!("{bin}: build it with cargo build --release"))?;
+    let secs = format!("{}s", opts.duration.as_secs());
+
+    let mock_port = free_port();
+    let _mock = spawn(
+        "mock",
+        Command::new(&bin).args([
+            "mock",
+            "--port",
+            &mock_port.to_string(),
+            "--chunks",
+            "100",
+            "--gap",
+            "50ms",
+            "--stamp",
+        ]),
+    )?;
+    wait_port(mock_port)?;
+
+    let redis_port = free_port();
+    let _redis = spawn(
+        "redis",
+        Command::new("redis-server").args([
+            "--port",
+            &redis_port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]),
+    )?;
+    wait_port(redis_port)?;
+
+    let nginx_port = free_port();
+    let nginx_conf = nginx_config(dir.path(), nginx_port, mock_port)?;
+    let _nginx = spawn(
+        "nginx",
+        Command::new("nginx")
+            .args(["-e", "stderr", "-g", "daemon off;", "-c"])
+            .arg(&nginx_conf),
+    )?;
+    wait_port(nginx_port)?;
+
+    let mut routers = Vec::new();
+    let mut targets = vec![
+        Target {
+            name: "direct (floor)",
+            url: format!("http://127.0.0.1:{mock_port}/v1/chat/completions"),
+            pid: None,
+        },
+        Target {
+            name: "nginx",
+            url: format!("http://127.0.0.1:{nginx_port}/v1/chat/completions"),
+            pid: None,
+        },
+    ];
+    for (name, store) in [
+        ("llm-router memory", "memory".to_string()),
+        (
+            "llm-router sqlite",
+            format!("sqlite://{}/usage.db", dir.path().display()),
+        ),
+        (
+            "llm-router redis",
+            format!("redis://127.0.0.1:{redis_port}/0"),
+        ),
+    ] {
+        let port = free_port();
+        let cfg = router_config(dir.path(), port, mock_port, &store)?;
+        let p = spawn(
+            name,
+            Command::new(&bin)
+                .arg("--config")
+                .arg(&cfg)
+                .env("RUST_LOG", "warn")
+                .current_dir(dir.path()),
+        )?;
+        wait_port(port)?;
+        targets.push(Target {
+            name,
+            url: format!("http://127.0.0.1:{port}/v1/chat/completions"),
+            pid: Some(p.pid()),
+        });
+        routers.push(p);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut rows = Vec::new();
+    for t in &targets {
+        eprintln!("== {}", t.name);
+        let mut row = Row {
+            rss_idle: t.pid.map(|p| proc_stats(p).1),
+            ..Row::default()
+        };
+        // Streams first, on a fresh process, so per-stream memory is not
+        // hidden by (or blamed on) heap retained from the throughput runs.
+        row.streams = Some(rt.block_on(stream_load(&t.url, opts.streams, t.pid))?);
+        oha(&t.url, &["-z", "2s", "-c", "32"])?; // warm-up
+        row.c32 = oha(&t.url, &["-z", &secs, "-c", "32"])?;
+        let before = t.pid.map(proc_stats);
+        row.c256 = oha(&t.url, &["-z", &secs, "-c", "256"])?;
+        if let (Some(pid), Some(b)) = (t.pid, before) {
+            let after = proc_stats(pid);
+            row.cpu_us_per_req = Some((after.0 - b.0) / row.c256.ok.max(1) as f64 * 1e6);
+            row.rss_peak = Some(after.2);
+        }
+        row.fixed = oha(
+            &t.url,
+            &[
+                "-z",
+                &secs,
+                "-c",
+                "64",
+                "-q",
+                &opts.rate.to_string(),
+                "--latency-correction",
+            ],
+        )?;
+        rows.push(row);
+    }
+
+    let report = render(&targets, &rows, &opts);
+    println!("{report}");
+    if let Some(path) = &opts.out {
+        std::fs::write(path, &report)?;
+    }
+
+    if let Some(soak) = opts.soak {
+        let t = &targets[2];
+        let pid = t.pid.unwrap_or(0);
+        eprintln!("== soak: {} for {soak:?} at 500 req/s", t.name);
+        let url = t.url.clone();
+        let secs = format!("{}s", soak.as_secs());
+        let load = std::thread::spawn(move || oha(&url, &["-z", &secs, "-c", "32", "-q", "500"]));
+        let start = Instant::now();
+        let mut samples = Vec::new();
+        while start.elapsed() < soak {
+            samples.push((start.elapsed().as_secs(), proc_stats(pid).1));
+            std::thread::sleep(Duration::from_secs(10));
+        }
+        let r = load
+            .join()
+            .map_err(|_| anyhow::anyhow!("soak load panicked"))??;
+        println!(
+            "\nSoak ({} requests, {} errors), RSS over time:",
+            r.ok, r.errors
+        );
+        for (at, rss) in &samples {
+            println!("  t={at:>4}s  RSS {:.1} MB", *rss as f64 / 1e6);
+        }
+    }
+    Ok(())
+}
+
+fn render(targets: &[Target], rows: &[Row], opts: &Opts) -> String {
+    let direct = &rows[0];
+    let nginx = &rows[1];
+    let mb = |b: Option<u64>| b.map_or("–".into(), |b| format!("{:.1}", b as f64 / 1e6));
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Machine: {} cores, {}; load generator, mock and proxies share it. {}s per run, {} streams of 100 events at 20/s, fixed rate {}/s.\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(
+                |c| c.lines().find(|l| l.starts_with("model name")).map(|l| l
+                    .split(':')
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim()
+                    .to_string())
+            )
+            .unwrap_or_default(),
+        opts.duration.as_secs(),
+        opts.streams,
+        opts.rate
+    );
+    let _ = writeln!(
+        s,
+        "| target | req/s c=32 | req/s c=256 | vs direct | vs nginx | p50 ms @{r}/s | p99 ms | p99.9 ms | added p50 µs | added p99 µs | CPU µs/req | RSS idle MB | RSS peak MB | errors |",
+        r = opts.rate
+    );
+    let _ = writeln!(
+        s,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for (t, r) in targets.iter().zip(rows) {
+        let added = |a: f64, b: f64| {
+            if a.is_nan() || b.is_nan() {
+                "–".into()
+            } else {
+                format!("{:.0}", (a - b) * 1e6)
+            }
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {:.0} | {:.0} | {:.2}× | {:.2}× | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            t.name,
+            r.c32.rps,
+            r.c256.rps,
+            r.c256.rps / direct.c256.rps,
+            r.c256.rps / nginx.c256.rps,
+            ms(r.fixed.p50),
+            ms(r.fixed.p99),
+            ms(r.fixed.p999),
+            added(r.fixed.p50, direct.fixed.p50),
+            added(r.fixed.p99, direct.fixed.p99),
+            r.cpu_us_per_req.map_or("–".into(), |c| format!("{c:.0}")),
+            mb(r.rss_idle),
+            mb(r.rss_peak),
+            r.c32.errors + r.c256.errors + r.fixed.errors,
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n| streams | completed | TTFB p50 ms | TTFB p99 ms | event delay p50 ms | event delay p99 ms | events | RSS with streams open MB | per open stream KiB |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+    for (t, r) in targets.iter().zip(rows) {
+        if let Some(st) = &r.streams {
+            let per = match (r.rss_idle, t.pid) {
+                (Some(idle), Some(_)) if st.rss_during > idle => format!(
+                    "{:.1}",
+                    (st.rss_during - idle) as f64 / 1024.0 / opts.streams as f64
+                ),
+                _ => "–".into(),
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {}/{} | {:.2} | {:.2} | {:.3} | {:.3} | {} | {} | {} |",
+                t.name,
+                st.completed,
+                opts.streams,
+                st.ttfb_p50_ms,
+                st.ttfb_p99_ms,
+                st.event_p50_ms,
+                st.event_p99_ms,
+                st.events,
+                if t.pid.is_some() {
+                    format!("{:.1}", st.rss_during as f64 / 1e6)
+                } else {
+                    "–".into()
+                },
+                per
+            );
+        }
+    }
+    s
+}
