@@ -99,6 +99,13 @@ impl Exchange {
         self
     }
 
+    /// Whether to keep response text for a usage estimate.
+    pub fn wants_capture(&self) -> bool {
+        self.group.candidates[self.candidate]
+            .usage
+            .reports_no_usage()
+    }
+
     /// Records time to first token, once, when a stream's first event leaves.
     pub fn first_event(&mut self) {
         if !self.first_event_seen {
@@ -121,13 +128,21 @@ impl Exchange {
             return;
         };
         let prompt_estimate = reservation.prompt_estimate();
+        let c = &self.group.candidates[self.candidate];
         let mut estimated = false;
         if end.usage.is_none() && (!end.captured.is_empty() || !end.failed) {
-            end.usage = Some(crate::usage::estimate::estimate(
-                &self.request_body,
-                &end.captured,
-            ));
+            let mut usage = crate::usage::estimate::estimate(&self.request_body, &end.captured);
+            if end.captured.is_empty() {
+                // Nothing was kept (this upstream usually reports usage):
+                // count streamed chunks, about a token each.
+                usage.completion_tokens = end.streamed;
+                usage.total_tokens = usage.prompt_tokens + end.streamed;
+            }
+            end.usage = Some(usage);
             estimated = true;
+        }
+        if end.outcome == "ok" {
+            c.usage.set_reports_no_usage(estimated);
         }
         let settlement = Settlement {
             usage: end.usage,
@@ -138,7 +153,6 @@ impl Exchange {
             error_penalty: self.penalties.1,
         };
         reservation.settle(settlement);
-        let c = &self.group.candidates[self.candidate];
         let tokens = end.usage.unwrap_or(TokenUsage {
             prompt_tokens: prompt_estimate,
             completion_tokens: end.streamed,

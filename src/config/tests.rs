@@ -168,3 +168,56 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn new_keys_are_validated_with_paths() {
+    let yaml = r#"
+api_key: k
+admin_key: k
+aliases: {g: g, other: missing}
+client_keys:
+  - {name: a, key: k}
+  - {name: a, key: c2, groups: [nope], rpm: 0}
+groups:
+  - name: g
+    endpoints: [chat, images]
+    models: [{weight: 1, provider: p, name: m}]
+providers:
+  - name: p
+    base_url: http://x
+    api_keys: [pk]
+    headers: {Authorization: "x", "Bad Header": "v"}
+    drop_params: [model]
+store: "mongodb://x"
+usage_window: "sometimes"
+admin_listen: "not an address"
+"#;
+    let c = Config::parse(yaml, Format::Yaml).unwrap();
+    let all: Vec<String> = c.validate().iter().map(ToString::to_string).collect();
+    let all = all.join("\n");
+    for expected in [
+        "admin_key: must differ from api_key",
+        "aliases.g: is already a group name",
+        "aliases.other: points to unknown group",
+        "client_keys[0].key: must differ",
+        "client_keys[1].name: duplicate client name",
+        "client_keys[1].groups[0]: unknown group",
+        "client_keys[1].rpm: must be at least 1",
+        "groups[0].endpoints[1]: unknown endpoint \"images\"",
+        "providers[0].headers.Authorization: is set by the router",
+        "providers[0].headers.Bad Header: is not a valid header name",
+        "providers[0].drop_params[0]: \"model\" cannot be dropped",
+        "store: must be",
+        "usage_window:",
+        "admin_listen:",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+}
+
+#[test]
+fn client_keys_alone_are_enough_to_authenticate() {
+    let yaml = "client_keys: [{name: a, key: ck}]\n";
+    let c = Config::parse(yaml, Format::Yaml).unwrap();
+    assert!(c.validate().iter().all(|p| p.path != "api_key"));
+}

@@ -62,6 +62,7 @@ struct Relay<S> {
     /// Event data kept (bounded) until usage arrives, for estimates.
     captured: Vec<Bytes>,
     captured_bytes: usize,
+    capture: bool,
     phase: Phase,
     exchange: Option<Exchange>,
     /// Held for the stream's life: the in-flight and open-stream gauges.
@@ -88,6 +89,7 @@ where
         streamed: 0,
         captured: Vec::new(),
         captured_bytes: 0,
+        capture: exchange.wants_capture(),
         phase: Phase::Streaming,
         exchange: Some(exchange),
         _gauges: gauges,
@@ -175,7 +177,10 @@ where
             }
         } else {
             self.streamed += 1;
-            if self.usage.is_none() && self.captured_bytes + data.len() <= MAX_CAPTURE {
+            if self.capture
+                && self.usage.is_none()
+                && self.captured_bytes + data.len() <= MAX_CAPTURE
+            {
                 self.captured_bytes += data.len();
                 self.captured.push(Bytes::copy_from_slice(&data));
             }

@@ -73,6 +73,10 @@ pub struct UsageCell {
     reserved: AtomicU64,
     /// Running average of completion tokens per request, for estimates.
     completion_avg: AtomicU64,
+    /// This pair's upstream has answered without usage: keep response text
+    /// for estimates. Off by default, so providers that report usage cost
+    /// no memory for it.
+    reports_no_usage: std::sync::atomic::AtomicBool,
 }
 
 /// A copy of a cell's counters.
@@ -108,6 +112,16 @@ impl UsageCell {
         self.cumulative_tokens()
             .saturating_sub(self.window_base.load(Relaxed))
             .saturating_add(self.reserved.load(Relaxed))
+    }
+
+    pub fn reports_no_usage(&self) -> bool {
+        self.reports_no_usage.load(Relaxed)
+    }
+
+    pub fn set_reports_no_usage(&self, missing: bool) {
+        if self.reports_no_usage.load(Relaxed) != missing {
+            self.reports_no_usage.store(missing, Relaxed);
+        }
     }
 
     /// Tokens ever counted for this pair, by every instance.
