@@ -28,10 +28,10 @@ pub fn routers(app: AppState) -> (Router, Option<Router>) {
     let separate = app.runtime().config.admin_listen.is_some();
     let cors = cors_layer(&app.runtime().config.cors);
     let v1 = Router::new()
-        .route("/v1/chat/completions", post(proxy::chat_completions))
-        .route("/v1/completions", post(proxy::completions))
-        .route("/v1/embeddings", post(proxy::embeddings))
-        .route("/v1/responses", post(proxy::responses))
+        .route("/v1/chat/completions", post(proxy::handle))
+        .route("/v1/completions", post(proxy::handle))
+        .route("/v1/embeddings", post(proxy::handle))
+        .route("/v1/responses", post(proxy::handle))
         .route("/v1/models", get(meta::models))
         .route_layer(from_fn_with_state(app.clone(), auth::require_client_key));
     let probes = Router::new()

@@ -33,62 +33,19 @@ impl From<ApiError> for Rejection {
     }
 }
 
-pub async fn chat_completions(
-    state: State<AppState>,
-    info: Extension<RequestInfo>,
-    caller: Option<Extension<Caller>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    handle(
-        state,
-        info,
-        caller,
-        Endpoint::ChatCompletions,
-        headers,
-        body,
-    )
-    .await
-}
-
-pub async fn completions(
-    state: State<AppState>,
-    info: Extension<RequestInfo>,
-    caller: Option<Extension<Caller>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    handle(state, info, caller, Endpoint::Completions, headers, body).await
-}
-
-pub async fn embeddings(
-    state: State<AppState>,
-    info: Extension<RequestInfo>,
-    caller: Option<Extension<Caller>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    handle(state, info, caller, Endpoint::Embeddings, headers, body).await
-}
-
-pub async fn responses(
-    state: State<AppState>,
-    info: Extension<RequestInfo>,
-    caller: Option<Extension<Caller>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    handle(state, info, caller, Endpoint::Responses, headers, body).await
-}
-
-async fn handle(
+/// `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings` and
+/// `/v1/responses`: one path, the endpoint read from the URL.
+pub async fn handle(
     State(app): State<AppState>,
     Extension(info): Extension<RequestInfo>,
     caller: Option<Extension<Caller>>,
-    endpoint: Endpoint,
+    uri: http::Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let Some(endpoint) = Endpoint::from_path(uri.path()) else {
+        return ApiError::NotFound.into_response();
+    };
     let log_info = info.clone();
     let caller = caller.map_or(Caller::Master, |Extension(c)| c);
     match proxy(&app, info, &caller, endpoint, headers, body).await {

@@ -56,6 +56,12 @@ impl Endpoint {
         }
     }
 
+    /// The endpoint a router URL (`/v1/...`) serves.
+    pub fn from_path(path: &str) -> Option<Self> {
+        let rest = path.strip_prefix("/v1")?;
+        Self::ALL.into_iter().find(|e| e.path() == rest)
+    }
+
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|e| e.name() == name)
     }

@@ -164,20 +164,7 @@ async fn upstream_chat(
     headers: HeaderMap,
     raw: Bytes,
 ) -> Response {
-    let key = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("")
-        .to_string();
-    let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-    state.requests.lock().unwrap().push(Recorded {
-        path: "/v1/chat/completions".into(),
-        key: key.clone(),
-        headers: headers.clone(),
-        raw: raw.clone(),
-        body: body.clone(),
-    });
+    let (key, body) = record(&state, "/v1/chat/completions", headers, &raw);
     let behavior = state
         .behaviors
         .lock()
@@ -280,6 +267,25 @@ async fn upstream_chat(
     r
 }
 
+/// Records a request; returns the API key it used and its parsed body.
+fn record(state: &UpstreamState, path: &str, headers: HeaderMap, raw: &Bytes) -> (String, Value) {
+    let key = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .to_string();
+    let body: Value = serde_json::from_slice(raw).unwrap_or(Value::Null);
+    state.requests.lock().unwrap().push(Recorded {
+        path: path.into(),
+        key: key.clone(),
+        headers,
+        raw: raw.clone(),
+        body: body.clone(),
+    });
+    (key, body)
+}
+
 /// `/v1/completions`, `/v1/embeddings` and `/v1/responses`: canned answers
 /// in each endpoint's shape, with usage, streaming where the endpoint does.
 async fn upstream_other(
@@ -288,20 +294,7 @@ async fn upstream_other(
     headers: HeaderMap,
     raw: Bytes,
 ) -> Response {
-    let key = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("")
-        .to_string();
-    let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-    state.requests.lock().unwrap().push(Recorded {
-        path: uri.path().to_string(),
-        key,
-        headers,
-        raw: raw.clone(),
-        body: body.clone(),
-    });
+    let (_, body) = record(&state, uri.path(), headers, &raw);
     let stream = body["stream"] == json!(true);
     match (uri.path(), stream) {
         ("/v1/embeddings", _) => axum::Json(json!({
