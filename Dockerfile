@@ -11,12 +11,16 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --home-dir /app --create-home router
+ && useradd --system --uid 10001 --home-dir /app --create-home router \
+ && mkdir -p /app/data && chown router:router /app/data
 COPY --from=build /src/target/release/llm-router /usr/local/bin/llm-router
-WORKDIR /app
 USER router
 EXPOSE 8080
 ENV LLM_ROUTER_CONFIG=/app/config.yaml
+# The default store (sqlite://llm-router.db, relative to the working
+# directory) lands in the data volume, not in the container's layer.
+WORKDIR /app/data
+VOLUME ["/app/data"]
 # The image has no curl: the binary probes itself.
 HEALTHCHECK --interval=10s --timeout=4s --start-period=5s --retries=3 \
   CMD ["llm-router", "healthcheck"]

@@ -145,8 +145,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// Validates what `serve` would run: the file plus its dashboard overlay.
 fn check(cli: &Cli) -> ExitCode {
-    match Config::load(&cli.config) {
+    let source = ConfigSource::File(cli.config.clone());
+    let loaded = source
+        .load_overlay()
+        .and_then(|overlay| source.load(&overlay))
+        .map(|effective| effective.routable);
+    match loaded {
         Ok(config) => {
             println!(
                 "{}: OK ({} groups, {} providers)",
