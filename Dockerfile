@@ -4,6 +4,7 @@ FROM rust:1-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY bench ./bench
 RUN cargo build --release --locked && strip target/release/llm-router
 
 # Final stage: a small Debian image with CA roots, running as a non-root user.
