@@ -96,7 +96,7 @@ fn main() -> ExitCode {
         Command::Check => check(&cli),
         Command::Healthcheck { url } => healthcheck(&cli, url.clone()),
         command => {
-            telemetry::init(cli.log_format);
+            let _flush_logs_on_exit = telemetry::init(cli.log_format);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
