@@ -185,17 +185,6 @@ async fn group_names(router: &RouterProcess) -> Vec<String> {
         .collect()
 }
 
-async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while !check().await {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn sighup_reloads_and_keeps_usage_of_remaining_keys() {
     let up = MockUpstream::start().await;
@@ -208,7 +197,7 @@ async fn sighup_reloads_and_keeps_usage_of_remaining_keys() {
     )
     .unwrap();
     router.signal("HUP");
-    wait_for("the reload", async || {
+    wait_for("the reload", Duration::from_secs(10), async || {
         router.logs().contains("config reloaded")
     })
     .await;
@@ -233,14 +222,14 @@ async fn a_file_change_reloads_and_an_invalid_one_is_rejected() {
         "groups:\n  - name: extra\n    models: [{weight: 1, provider: p, name: x}]\n",
     );
     std::fs::write(&path, with_extra).unwrap();
-    wait_for("the new group", async || {
+    wait_for("the new group", Duration::from_secs(10), async || {
         group_names(&router).await.contains(&"extra".to_string())
     })
     .await;
 
     // An invalid file: rejected, logged, and the previous config stays.
     std::fs::write(&path, "api_key: x\ngroups:\n  - name: broken\n    models: [{weight: 1, provider: missing, name: m}]\n").unwrap();
-    wait_for("the rejection", async || {
+    wait_for("the rejection", Duration::from_secs(10), async || {
         router.logs().contains("config reload rejected")
     })
     .await;

@@ -293,19 +293,7 @@ async fn sixty_four_concurrent_streams_all_complete() {
     let (up, router) = two_keys("").await;
     up.stream_shape(10, Duration::from_millis(20));
     let tasks: Vec<_> = (0..64)
-        .map(|_| {
-            let url = router.url("/v1/chat/completions");
-            tokio::spawn(async move {
-                let r = client()
-                    .post(url)
-                    .bearer_auth(CLIENT_KEY)
-                    .json(&stream_body())
-                    .send()
-                    .await
-                    .unwrap();
-                r.text().await.unwrap()
-            })
-        })
+        .map(|_| spawn_stream(&router, stream_body()))
         .collect();
     for t in tasks {
         let data = sse_data(&t.await.unwrap());
@@ -321,19 +309,7 @@ async fn sigterm_lets_open_streams_finish_then_exits_zero() {
     let (up, mut router) = two_keys("").await;
     up.stream_shape(8, Duration::from_millis(100));
     let tasks: Vec<_> = (0..3)
-        .map(|_| {
-            let url = router.url("/v1/chat/completions");
-            tokio::spawn(async move {
-                let r = client()
-                    .post(url)
-                    .bearer_auth(CLIENT_KEY)
-                    .json(&stream_body())
-                    .send()
-                    .await
-                    .unwrap();
-                r.text().await.unwrap()
-            })
-        })
+        .map(|_| spawn_stream(&router, stream_body()))
         .collect();
     tokio::time::sleep(Duration::from_millis(250)).await;
     router.signal("TERM");

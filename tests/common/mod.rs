@@ -645,6 +645,30 @@ pub fn hello(model: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
 }
 
+/// Starts a streaming chat request in the background; resolves to the text.
+pub fn spawn_stream(router: &RouterProcess, body: Value) -> tokio::task::JoinHandle<String> {
+    let url = router.url("/v1/chat/completions");
+    tokio::spawn(async move {
+        let r = client()
+            .post(url)
+            .bearer_auth(CLIENT_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        r.text().await.unwrap()
+    })
+}
+
+/// Polls `check` until it holds, failing the test after `within`.
+pub async fn wait_for(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < within, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Reads an SSE response, returning each chunk with the time it arrived.
 pub async fn read_timed(mut response: reqwest::Response) -> Vec<(Instant, Bytes)> {
     let mut out = Vec::new();
