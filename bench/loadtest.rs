@@ -33,6 +33,8 @@ struct Opts {
     rate: u32,
     soak: Option<Duration>,
     out: Option<PathBuf>,
+    /// Only the 1,000-stream run (memory per stream, event delay).
+    streams_only: bool,
 }
 
 fn parse_opts() -> anyhow::Result<Opts> {
@@ -42,6 +44,7 @@ fn parse_opts() -> anyhow::Result<Opts> {
         rate: 1000,
         soak: None,
         out: None,
+        streams_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -52,6 +55,7 @@ fn parse_opts() -> anyhow::Result<Opts> {
             "--rate" => o.rate = val()?.parse()?,
             "--soak" => o.soak = Some(humantime::parse_duration(&val()?)?),
             "--out" => o.out = Some(val()?.into()),
+            "--streams-only" => o.streams_only = true,
             "--quick" => {
                 o.duration = Duration::from_secs(3);
                 o.streams = 200;
@@ -466,6 +470,10 @@ fn main() -> anyhow::Result<()> {
         // Streams first, on a fresh process, so per-stream memory is not
         // hidden by (or blamed on) heap retained from the throughput runs.
         row.streams = Some(rt.block_on(stream_load(&t.url, opts.streams, t.pid))?);
+        if opts.streams_only {
+            rows.push(row);
+            continue;
+        }
         oha(&t.url, &["-z", "2s", "-c", "32"])?; // warm-up
         row.c32 = oha(&t.url, &["-z", &secs, "-c", "32"])?;
         let before = t.pid.map(proc_stats);
@@ -547,41 +555,43 @@ fn render(targets: &[Target], rows: &[Row], opts: &Opts) -> String {
         opts.streams,
         opts.rate
     );
-    let _ = writeln!(
-        s,
-        "| target | req/s c=32 | req/s c=256 | vs direct | vs nginx | p50 ms @{r}/s | p99 ms | p99.9 ms | added p50 µs | added p99 µs | CPU µs/req | RSS idle MB | RSS peak MB | errors |",
-        r = opts.rate
-    );
-    let _ = writeln!(
-        s,
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-    );
-    for (t, r) in targets.iter().zip(rows) {
-        let added = |a: f64, b: f64| {
-            if a.is_nan() || b.is_nan() {
-                "–".into()
-            } else {
-                format!("{:.0}", (a - b) * 1e6)
-            }
-        };
+    if !opts.streams_only {
         let _ = writeln!(
             s,
-            "| {} | {:.0} | {:.0} | {:.2}× | {:.2}× | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            t.name,
-            r.c32.rps,
-            r.c256.rps,
-            r.c256.rps / direct.c256.rps,
-            r.c256.rps / nginx.c256.rps,
-            ms(r.fixed.p50),
-            ms(r.fixed.p99),
-            ms(r.fixed.p999),
-            added(r.fixed.p50, direct.fixed.p50),
-            added(r.fixed.p99, direct.fixed.p99),
-            r.cpu_us_per_req.map_or("–".into(), |c| format!("{c:.0}")),
-            mb(r.rss_idle),
-            mb(r.rss_peak),
-            r.c32.errors + r.c256.errors + r.fixed.errors,
+            "| target | req/s c=32 | req/s c=256 | vs direct | vs nginx | p50 ms @{r}/s | p99 ms | p99.9 ms | added p50 µs | added p99 µs | CPU µs/req | RSS idle MB | RSS peak MB | errors |",
+            r = opts.rate
         );
+        let _ = writeln!(
+            s,
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        );
+        for (t, r) in targets.iter().zip(rows) {
+            let added = |a: f64, b: f64| {
+                if a.is_nan() || b.is_nan() {
+                    "–".into()
+                } else {
+                    format!("{:.0}", (a - b) * 1e6)
+                }
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {:.0} | {:.0} | {:.2}× | {:.2}× | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                t.name,
+                r.c32.rps,
+                r.c256.rps,
+                r.c256.rps / direct.c256.rps,
+                r.c256.rps / nginx.c256.rps,
+                ms(r.fixed.p50),
+                ms(r.fixed.p99),
+                ms(r.fixed.p999),
+                added(r.fixed.p50, direct.fixed.p50),
+                added(r.fixed.p99, direct.fixed.p99),
+                r.cpu_us_per_req.map_or("–".into(), |c| format!("{c:.0}")),
+                mb(r.rss_idle),
+                mb(r.rss_peak),
+                r.c32.errors + r.c256.errors + r.fixed.errors,
+            );
+        }
     }
     let _ = writeln!(
         s,
