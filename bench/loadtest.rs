@@ -89,7 +89,17 @@ fn wait_port(port: u16) -> anyhow::Result<()> {
 struct Proc(Child);
 
 impl Drop for Proc {
+    /// SIGTERM first (nginx's master then stops its workers; a SIGKILLed
+    /// master would orphan them), SIGKILL if still running after 2 s.
     fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(2) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

@@ -23,11 +23,11 @@ use tokio_util::sync::CancellationToken;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's defaults commit arena memory eagerly: in the benchmark that
+/// mimalloc's default commits arena memory eagerly: in the benchmark that
 /// cost ~30 KiB of RSS per open stream (~80 KiB in all, against ~51 KiB
-/// with these options) at no measurable throughput difference. They must be
-/// set before the first allocation, so this runs from `.init_array`, before
-/// Rust's runtime starts.
+/// without it). The option must be set before the first allocation, so this
+/// runs from `.init_array`, before Rust's runtime starts. An operator's own
+/// `MIMALLOC_ARENA_EAGER_COMMIT` still wins.
 #[cfg(target_os = "linux")]
 #[used]
 #[unsafe(link_section = ".init_array")]
@@ -35,15 +35,19 @@ static CONFIGURE_MIMALLOC: extern "C" fn() = configure_mimalloc;
 
 #[cfg(target_os = "linux")]
 extern "C" fn configure_mimalloc() {
-    // Indices in mimalloc v3's `mi_option_e` (libmimalloc-sys exports
-    // neither name).
+    unsafe extern "C" {
+        fn getenv(name: *const std::ffi::c_char) -> *mut std::ffi::c_char;
+    }
+    // The index in mimalloc v3's `mi_option_e` (libmimalloc-sys does not
+    // export the name).
     const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
-    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    // SAFETY: plain setters of mimalloc's option table, called once, before
-    // any allocation and before any other thread exists.
+    // SAFETY: getenv with a NUL-terminated name, and a plain setter of
+    // mimalloc's option table; both run once, before any allocation and
+    // before any other thread exists.
     unsafe {
-        libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0);
-        libmimalloc_sys::mi_option_set(PURGE_DELAY, 0);
+        if getenv(c"MIMALLOC_ARENA_EAGER_COMMIT".as_ptr()).is_null() {
+            libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0);
+        }
     }
 }
 
