@@ -255,50 +255,24 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(bytes).into()
 }
 
+/// The items of `a` that are not in `b`.
+fn missing_from<'a, T: PartialEq>(a: &'a [T], b: &'a [T]) -> impl Iterator<Item = &'a T> {
+    a.iter().filter(move |x| !b.contains(x))
+}
+
 /// Entries the dashboard disabled or enabled.
 fn describe_toggles(old: &Overlay, new: &Overlay) -> Vec<String> {
-    let mut out = Vec::new();
-    for m in new
-        .disabled_models
-        .iter()
-        .filter(|m| !old.disabled_models.contains(m))
-    {
-        out.push(format!(
-            "group {:?}: {}/{} disabled",
-            m.group, m.provider, m.model
-        ));
-    }
-    for m in old
-        .disabled_models
-        .iter()
-        .filter(|m| !new.disabled_models.contains(m))
-    {
-        out.push(format!(
-            "group {:?}: {}/{} enabled",
-            m.group, m.provider, m.model
-        ));
-    }
-    for k in new
-        .disabled_keys
-        .iter()
-        .filter(|k| !old.disabled_keys.contains(k))
-    {
-        out.push(format!(
-            "provider {:?} key {} disabled",
-            k.provider, k.fingerprint
-        ));
-    }
-    for k in old
-        .disabled_keys
-        .iter()
-        .filter(|k| !new.disabled_keys.contains(k))
-    {
-        out.push(format!(
-            "provider {:?} key {} enabled",
-            k.provider, k.fingerprint
-        ));
-    }
-    out
+    let (was, now) = (&old.disabled_models, &new.disabled_models);
+    let models = missing_from(now, was)
+        .map(|m| (m, "disabled"))
+        .chain(missing_from(was, now).map(|m| (m, "enabled")))
+        .map(|(m, what)| format!("group {:?}: {}/{} {what}", m.group, m.provider, m.model));
+    let (was, now) = (&old.disabled_keys, &new.disabled_keys);
+    let keys = missing_from(now, was)
+        .map(|k| (k, "disabled"))
+        .chain(missing_from(was, now).map(|k| (k, "enabled")))
+        .map(|(k, what)| format!("provider {:?} key {} {what}", k.provider, k.fingerprint));
+    models.chain(keys).collect()
 }
 
 /// A secret-free summary of what differs between two configs.
@@ -338,10 +312,10 @@ pub fn describe_changes(old: &Config, new: &Config) -> Vec<String> {
                     out.push(format!("provider {:?} base_url changed", p.name));
                 }
                 let (before, after) = (fps(&o.api_keys), fps(&p.api_keys));
-                for fp in after.iter().filter(|f| !before.contains(f)) {
+                for fp in missing_from(&after, &before) {
                     out.push(format!("provider {:?} key {fp} added", p.name));
                 }
-                for fp in before.iter().filter(|f| !after.contains(f)) {
+                for fp in missing_from(&before, &after) {
                     out.push(format!("provider {:?} key {fp} removed", p.name));
                 }
                 if o.health_check != p.health_check {
@@ -405,4 +379,41 @@ pub fn describe_changes(old: &Config, new: &Config) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::overlay::{KeyRef, ModelRef};
+
+    #[test]
+    fn toggles_name_what_was_disabled_and_enabled() {
+        let m = |model: &str| ModelRef {
+            group: "g".into(),
+            provider: "p".into(),
+            model: model.into(),
+        };
+        let k = |fp: &str| KeyRef {
+            provider: "p".into(),
+            fingerprint: fp.into(),
+        };
+        let old = Overlay {
+            disabled_models: vec![m("a")],
+            disabled_keys: vec![k("f1")],
+            ..Overlay::default()
+        };
+        let new = Overlay {
+            disabled_models: vec![m("b")],
+            disabled_keys: vec![k("f1"), k("f2")],
+            ..Overlay::default()
+        };
+        assert_eq!(
+            describe_toggles(&old, &new),
+            [
+                "group \"g\": p/b disabled",
+                "group \"g\": p/a enabled",
+                "provider \"p\" key f2 disabled",
+            ]
+        );
+    }
 }
