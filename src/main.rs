@@ -284,7 +284,7 @@ async fn run(source: ConfigSource, store: Option<StoreUrl>) -> anyhow::Result<()
             };
             server::serve(
                 listener,
-                router,
+                llm_router::http::Service::router_only(router),
                 options,
                 server::shutdown_signal(),
                 CancellationToken::new(),
@@ -295,7 +295,7 @@ async fn run(source: ConfigSource, store: Option<StoreUrl>) -> anyhow::Result<()
     };
     let main = server::serve(
         listener,
-        public,
+        llm_router::http::Service::public(public, app.clone()),
         options,
         server::shutdown_signal(),
         streams_stop,

@@ -9,11 +9,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -38,12 +36,12 @@ impl Default for ServerOptions {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then drains.
+/// Serves `service` on `listener` until `shutdown` resolves, then drains.
 /// `streams_stop` is cancelled when the drain time is up, so streams still
 /// open can end themselves with an error event.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    service: crate::http::Service,
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
     streams_stop: CancellationToken,
@@ -76,7 +74,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let service = service.clone();
         let watcher = graceful.watcher();
         let builder = builder.clone();
         tokio::spawn(async move {

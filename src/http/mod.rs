@@ -7,6 +7,9 @@ pub mod error;
 mod meta;
 mod proxy;
 mod request_id;
+mod service;
+
+pub use service::Service;
 
 use std::time::Duration;
 

@@ -14,10 +14,11 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, header};
 use http_body_util::BodyExt;
+use hyper::body::Body as HttpBody;
 use tokio::time::Instant;
 
-use super::AppState;
 use super::error::ApiError;
+use super::{AppState, auth, request_id};
 use crate::accounting::{End, Exchange, RequestInfo, log_rejected};
 use crate::clients::Caller;
 use crate::payload::Endpoint;
@@ -33,8 +34,26 @@ impl From<ApiError> for Rejection {
     }
 }
 
+/// The public listener's direct lane (see `http::Service`): the request
+/// id, the key check and the proxy, without the router's middleware stack.
+pub async fn direct(
+    app: AppState,
+    endpoint: Endpoint,
+    request: http::Request<hyper::body::Incoming>,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let info = request_id::info_for(&parts.headers, parts.uri.path());
+    let mut response = match auth::identify(&app, &parts.headers) {
+        Some(caller) => respond(&app, info.clone(), &caller, endpoint, parts.headers, body).await,
+        None => auth::unauthorized(&app, Some(&info)),
+    };
+    request_id::stamp(&mut response, &info);
+    response
+}
+
 /// `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings` and
-/// `/v1/responses`: one path, the endpoint read from the URL.
+/// `/v1/responses` through the router (requests with CORS to answer): one
+/// path, the endpoint read from the URL.
 pub async fn handle(
     State(app): State<AppState>,
     Extension(info): Extension<RequestInfo>,
@@ -46,9 +65,24 @@ pub async fn handle(
     let Some(endpoint) = Endpoint::from_path(uri.path()) else {
         return ApiError::NotFound.into_response();
     };
-    let log_info = info.clone();
     let caller = caller.map_or(Caller::Master, |Extension(c)| c);
-    match proxy(&app, info, &caller, endpoint, headers, body).await {
+    respond(&app, info, &caller, endpoint, headers, body).await
+}
+
+async fn respond<B>(
+    app: &AppState,
+    info: RequestInfo,
+    caller: &Caller,
+    endpoint: Endpoint,
+    headers: HeaderMap,
+    body: B,
+) -> Response
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<axum::BoxError>,
+{
+    let log_info = info.clone();
+    match proxy(app, info, caller, endpoint, headers, body).await {
         Ok(response) => response,
         Err(Rejection(error, group)) => {
             log_rejected(
@@ -63,14 +97,18 @@ pub async fn handle(
     }
 }
 
-async fn proxy(
+async fn proxy<B>(
     app: &AppState,
     info: RequestInfo,
     caller: &Caller,
     endpoint: Endpoint,
     headers: HeaderMap,
-    body: Body,
-) -> Result<Response, Rejection> {
+    body: B,
+) -> Result<Response, Rejection>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<axum::BoxError>,
+{
     let runtime = app.runtime();
     let config = &runtime.config;
     let in_flight = app.metrics.in_flight();
@@ -205,7 +243,8 @@ async fn proxy(
                 },
                 ..End::ok(usage)
             });
-            let mut response = Response::new(Body::from(bytes));
+            let body = compress_json(bytes, &headers, &mut out_headers).await;
+            let mut response = Response::new(Body::from(body));
             *response.status_mut() = status;
             *response.headers_mut() = out_headers;
             Ok(response)
@@ -218,6 +257,29 @@ async fn proxy(
             });
             Err(Rejection(error, Some(parsed.model.clone())))
         }
+    }
+}
+
+/// Compresses a whole JSON body when the client accepts an encoding we
+/// speak (as the router's compression layer would), unless the upstream
+/// already encoded it or it is too small to gain.
+async fn compress_json(body: Bytes, request: &HeaderMap, out: &mut HeaderMap) -> Bytes {
+    const MIN_BYTES: usize = 32;
+    let Some(encoding) = compress::negotiate(request.get(header::ACCEPT_ENCODING)) else {
+        return body;
+    };
+    if body.len() < MIN_BYTES || out.contains_key(header::CONTENT_ENCODING) {
+        return body;
+    }
+    // Boxed: an encoder's state is kilobytes, and would otherwise be moved
+    // with every request's future.
+    match Box::pin(compress::whole(encoding, &body)).await {
+        Ok(compressed) => {
+            out.insert(header::CONTENT_ENCODING, encoding.header_value());
+            out.append(header::VARY, HeaderValue::from_static("accept-encoding"));
+            compressed
+        }
+        Err(_) => body,
     }
 }
 
@@ -240,7 +302,11 @@ fn is_event_stream(headers: &HeaderMap) -> bool {
 
 /// Reads the client's body, refusing an oversized one as early as possible:
 /// a declared Content-Length over the limit is refused without reading.
-async fn read_body(body: Body, headers: &HeaderMap, limit: u64) -> Result<Bytes, ApiError> {
+async fn read_body<B>(body: B, headers: &HeaderMap, limit: u64) -> Result<Bytes, ApiError>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<axum::BoxError>,
+{
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

@@ -2,13 +2,14 @@
 //! response header. A client's own `x-request-id` is kept when it is short
 //! and plain (so it cannot inject into logs); otherwise we make one.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
-use http::HeaderValue;
+use http::{HeaderMap, HeaderValue};
 
 use crate::accounting::RequestInfo;
 
@@ -40,21 +41,32 @@ fn endpoint(path: &str) -> &'static str {
     }
 }
 
-pub async fn assign(mut request: Request, next: Next) -> Response {
-    let id = match request.headers().get(HEADER) {
-        Some(v) if acceptable(v.as_bytes()) => v.to_str().unwrap_or_default().to_string(),
-        _ => make_id(),
+/// The request's id and start time: the client's `x-request-id` when it is
+/// acceptable, else a fresh one.
+pub fn info_for(headers: &HeaderMap, path: &str) -> RequestInfo {
+    let id: Arc<str> = match headers.get(HEADER) {
+        Some(v) if acceptable(v.as_bytes()) => v.to_str().unwrap_or_default().into(),
+        _ => make_id().into(),
     };
-    let info = RequestInfo {
-        request_id: id.as_str().into(),
-        endpoint: endpoint(request.uri().path()),
+    RequestInfo {
+        request_id: id,
+        endpoint: endpoint(path),
         started: Instant::now(),
-    };
-    request.extensions_mut().insert(info);
-    let mut response = next.run(request).await;
-    if let Ok(value) = HeaderValue::try_from(id) {
+    }
+}
+
+/// Puts the request's id on its response.
+pub fn stamp(response: &mut Response, info: &RequestInfo) {
+    if let Ok(value) = HeaderValue::from_str(&info.request_id) {
         response.headers_mut().insert(HEADER, value);
     }
+}
+
+pub async fn assign(mut request: Request, next: Next) -> Response {
+    let info = info_for(request.headers(), request.uri().path());
+    request.extensions_mut().insert(info.clone());
+    let mut response = next.run(request).await;
+    stamp(&mut response, &info);
     response
 }
 

@@ -124,6 +124,20 @@ impl EventEncoder {
     }
 }
 
+/// Compresses a whole body in one go (no intermediate flush).
+pub async fn whole(encoding: Encoding, body: &[u8]) -> std::io::Result<Bytes> {
+    async fn run<W: IntoVec>(mut w: W, body: &[u8]) -> std::io::Result<Bytes> {
+        w.write_all(body).await?;
+        shutdown(&mut w).await
+    }
+    let level = Level::Fastest;
+    match encoding {
+        Encoding::Br => run(BrotliEncoder::with_quality(Vec::new(), level), body).await,
+        Encoding::Zstd => run(ZstdEncoder::with_quality(Vec::new(), level), body).await,
+        Encoding::Gzip => run(GzipEncoder::with_quality(Vec::new(), level), body).await,
+    }
+}
+
 trait IntoVec: tokio::io::AsyncWrite + Unpin {
     fn buffer(&mut self) -> &mut Vec<u8>;
 }
