@@ -203,11 +203,18 @@ fn healthcheck(cli: &Cli, url: Option<String>) -> ExitCode {
         format!("http://127.0.0.1:{port}/health")
     });
     let probe = async {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(3))
-            .build()?;
-        client.get(&url).send().await?.error_for_status()?;
-        Ok::<_, reqwest::Error>(())
+        let upstream = llm_router::upstream::Upstream::new(&Default::default())?;
+        let mut request = http::Request::new(llm_router::upstream::RequestBody::default());
+        *request.uri_mut() = url.parse()?;
+        let response = tokio::time::timeout(Duration::from_secs(3), upstream.send(request))
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer within 3 s"))??;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "status {}",
+            response.status()
+        );
+        anyhow::Ok(())
     };
     let ok = tokio::runtime::Builder::new_current_thread()
         .enable_all()

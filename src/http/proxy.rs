@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, header};
-use http_body_util::BodyExt;
+use http_body_util::{BodyDataStream, BodyExt};
 use hyper::body::Body as HttpBody;
 use tokio::time::Instant;
 
@@ -167,7 +167,7 @@ where
     let forwarded = upstream::forward_request_headers(&headers);
     let plan = Plan {
         group: &group,
-        path: endpoint.path(),
+        endpoint,
         parsed: &parsed,
         body: &body,
         headers: &forwarded,
@@ -210,7 +210,7 @@ where
         };
         let streams = crate::metrics::InFlight::new(app.metrics.open_streams.clone());
         let events = relay::relay(
-            attempt.response.bytes_stream(),
+            BodyDataStream::new(attempt.response.into_body()),
             exchange,
             options,
             (in_flight, streams),
@@ -330,11 +330,11 @@ where
 /// Reads a non-streaming upstream body, with the idle timeout between
 /// chunks and the request's overall deadline.
 async fn read_upstream(
-    response: reqwest::Response,
+    response: http::Response<hyper::body::Incoming>,
     idle: std::time::Duration,
     deadline: Instant,
 ) -> Result<Bytes, ApiError> {
-    let mut stream = response.bytes_stream();
+    let mut stream = BodyDataStream::new(response.into_body());
     let mut buf = BytesMut::new();
     loop {
         let wait = (Instant::now() + idle).min(deadline);

@@ -19,6 +19,8 @@ pub struct Provider {
     pub name: Arc<str>,
     /// `base_url` without a trailing slash.
     pub base_url: String,
+    /// The upstream URI of each endpoint, parsed once (see [`Endpoint::ALL`]).
+    endpoint_uris: [Option<http::Uri>; 4],
     pub keys: Vec<Arc<ProviderKey>>,
     /// Provider-wide health, set by active health checks.
     pub health: Arc<Health>,
@@ -32,12 +34,17 @@ pub struct Provider {
 }
 
 impl Provider {
-    /// The upstream URL for an endpoint path such as `/chat/completions`.
-    pub fn url(&self, path: &str) -> String {
-        let mut url = String::with_capacity(self.base_url.len() + path.len());
-        url.push_str(&self.base_url);
-        url.push_str(path);
-        url
+    /// The upstream URI for a path such as `/models`: `base_url` + `path`,
+    /// normalised as a URL (punycode hosts, percent-encoding) first. `None`
+    /// only for a base URL that validation would have refused.
+    pub fn uri(&self, path: &str) -> Option<http::Uri> {
+        let url = url::Url::parse(&format!("{}{path}", self.base_url)).ok()?;
+        http::Uri::try_from(url.as_str()).ok()
+    }
+
+    /// The upstream URI of an endpoint (a cheap, reference-counted clone).
+    pub fn endpoint_uri(&self, endpoint: Endpoint) -> Option<&http::Uri> {
+        self.endpoint_uris[endpoint as usize].as_ref()
     }
 }
 
@@ -236,8 +243,13 @@ impl Routes {
                         headers.insert(k, v);
                     }
                 }
+                let base_url = p.base_url.trim_end_matches('/').to_string();
                 Arc::new(Provider {
-                    base_url: p.base_url.trim_end_matches('/').to_string(),
+                    endpoint_uris: Endpoint::ALL.map(|e| {
+                        let url = url::Url::parse(&format!("{base_url}{}", e.path())).ok()?;
+                        http::Uri::try_from(url.as_str()).ok()
+                    }),
+                    base_url,
                     health: health.cell(&name, &Arc::from(""), None),
                     health_check: p.health_check.clone(),
                     headers,
@@ -424,10 +436,16 @@ mod tests {
             .map(|c| format!("{}/{}", c.key.alias, c.model))
             .collect();
         assert_eq!(names, ["p#0/m1", "p#1/m1", "q#0/m2"]);
+        let provider = &g.candidates[0].provider;
         assert_eq!(
-            g.candidates[0].provider.url("/chat/completions"),
+            provider.endpoint_uri(Endpoint::ChatCompletions).unwrap(),
             "http://a/v1/chat/completions"
         );
+        assert_eq!(
+            provider.endpoint_uri(Endpoint::Responses).unwrap(),
+            "http://a/v1/responses"
+        );
+        assert_eq!(provider.uri("/models").unwrap(), "http://a/v1/models");
         assert_eq!(&g.candidates[2].model_json[..], b"\"m2\"");
     }
 

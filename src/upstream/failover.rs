@@ -13,18 +13,17 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use tokio::time::Instant;
 
-use super::Upstream;
+use super::{RequestBody, SendError, Upstream};
 use crate::config::Cooldown;
 use crate::metrics::Metrics;
-use crate::payload::Parsed;
-use crate::routing::{Group, Reason, now_ms};
+use crate::payload::{Endpoint, Parsed};
+use crate::routing::{Candidate, Group, Reason, now_ms};
 use crate::usage::{Reservation, Settlement};
 
 /// Everything one request's attempts need to know.
 pub struct Plan<'a> {
     pub group: &'a Group,
-    /// Path under the provider's base URL, e.g. `/chat/completions`.
-    pub path: &'a str,
+    pub endpoint: Endpoint,
     pub parsed: &'a Parsed,
     pub body: &'a Bytes,
     pub headers: &'a HeaderMap,
@@ -37,7 +36,7 @@ pub struct Plan<'a> {
 
 /// An upstream that answered with a response to pass on.
 pub struct Attempt {
-    pub response: reqwest::Response,
+    pub response: http::Response<hyper::body::Incoming>,
     pub candidate: usize,
     pub attempts: u32,
     pub reservation: Reservation,
@@ -115,28 +114,16 @@ pub async fn send(
         tried.push(index);
         let c = &plan.group.candidates[index];
         let reservation = c.usage.reserve(prompt_estimate);
-
-        let mut body = plan.parsed.rewrite(plan.body, &c.model_json);
-        if let Some(shaped) = c.provider.shaping.apply(&body) {
-            body = shaped;
-        }
-        let mut headers = plan.headers.clone();
-        for (name, value) in &c.provider.headers {
-            headers.insert(name.clone(), value.clone());
-        }
-        headers.insert(header::AUTHORIZATION, c.key.authorization.clone());
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        let request = upstream
-            .client()
-            .post(c.provider.url(plan.path))
-            .headers(headers)
-            .body(body);
-
         let first_byte = (now + plan.first_byte).min(plan.deadline);
-        let failure = match tokio::time::timeout_at(first_byte, request.send()).await {
+        let Some(request) = request_for(plan, c) else {
+            // Validation refuses such a base_url; should one get here, it is
+            // a candidate that cannot be reached.
+            failures.push(Failure::Unreachable);
+            reservation.settle(Settlement::failed(plan.penalties));
+            continue;
+        };
+        let mut detail = None;
+        let failure = match tokio::time::timeout_at(first_byte, upstream.send(request)).await {
             Ok(Ok(response)) => match classify(&response) {
                 None => {
                     c.metrics.upstream_latency.observe(now.elapsed());
@@ -154,8 +141,11 @@ pub async fn send(
                 }
                 Some(failure) => failure,
             },
-            Ok(Err(e)) if e.is_timeout() => Failure::Timeout,
-            Ok(Err(_)) => Failure::Unreachable,
+            Ok(Err(SendError::ConnectTimeout)) => Failure::Timeout,
+            Ok(Err(e)) => {
+                detail = Some(e);
+                Failure::Unreachable
+            }
             Err(_elapsed) => Failure::Timeout,
         };
 
@@ -165,26 +155,44 @@ pub async fn send(
             model = ?&*c.model,
             key = %c.key.alias,
             failure = ?failure,
+            error = detail.as_ref().map(tracing::field::display),
             attempt = tried.len(),
             "upstream attempt failed"
         );
         c.metrics.upstream_error(metrics, failure.kind());
         cool_down(plan, index, failure);
-        reservation.settle(Settlement {
-            usage: None,
-            estimated: false,
-            streamed_tokens: 0,
-            failed: true,
-            request_penalty: plan.penalties.0,
-            error_penalty: plan.penalties.1,
-        });
+        reservation.settle(Settlement::failed(plan.penalties));
         failures.push(failure);
     }
     Err(FailoverError { failures })
 }
 
+/// The request for one candidate: the body with its model (and shaping),
+/// the client's forwarded headers, the provider's, and its key.
+fn request_for(plan: &Plan<'_>, c: &Candidate) -> Option<http::Request<RequestBody>> {
+    let uri = c.provider.endpoint_uri(plan.endpoint)?.clone();
+    let mut body = plan.parsed.rewrite(plan.body, &c.model_json);
+    if let Some(shaped) = c.provider.shaping.apply(&body) {
+        body = shaped;
+    }
+    let mut headers = plan.headers.clone();
+    for (name, value) in &c.provider.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    headers.insert(header::AUTHORIZATION, c.key.authorization.clone());
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let mut request = http::Request::new(RequestBody::new(body));
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    Some(request)
+}
+
 /// `None` when the response should go to the client as it is.
-fn classify(response: &reqwest::Response) -> Option<Failure> {
+fn classify<B>(response: &http::Response<B>) -> Option<Failure> {
     let status = response.status();
     match status {
         StatusCode::TOO_MANY_REQUESTS => Some(Failure::RateLimited {

@@ -14,6 +14,7 @@ use std::time::Duration;
 use http::header;
 use tokio::time::Instant;
 
+use super::{RequestBody, SendError, Upstream};
 use crate::app::AppState;
 use crate::routing::Provider;
 
@@ -36,26 +37,33 @@ pub async fn run(app: AppState) {
             }
             *due = now + check.interval;
             let provider = provider.clone();
-            let client = app.upstream.client().clone();
-            tokio::spawn(async move { probe(&client, &provider).await });
+            let upstream = app.upstream.clone();
+            tokio::spawn(async move { probe(&upstream, &provider).await });
         }
     }
 }
 
 /// One probe; updates the provider's health.
-pub async fn probe(client: &reqwest::Client, provider: &Provider) -> bool {
+pub async fn probe(upstream: &Upstream, provider: &Provider) -> bool {
     let Some(check) = &provider.health_check else {
         return true;
     };
     let Some(key) = provider.keys.first() else {
         return false;
     };
-    let result = client
-        .get(provider.url(&check.path))
-        .header(header::AUTHORIZATION, key.authorization.clone())
-        .timeout(check.timeout)
-        .send()
-        .await;
+    let result = match provider.uri(&check.path) {
+        Some(uri) => {
+            let mut request = http::Request::new(RequestBody::default());
+            *request.uri_mut() = uri;
+            request
+                .headers_mut()
+                .insert(header::AUTHORIZATION, key.authorization.clone());
+            tokio::time::timeout(check.timeout, upstream.send(request))
+                .await
+                .unwrap_or(Err(SendError::ConnectTimeout))
+        }
+        None => Err(SendError::Invalid),
+    };
     let ok = matches!(&result, Ok(r) if r.status().is_success());
     if ok {
         if provider.health.state().cooling_down {
@@ -65,7 +73,7 @@ pub async fn probe(client: &reqwest::Client, provider: &Provider) -> bool {
     } else {
         let detail = match &result {
             Ok(r) => format!("status {}", r.status().as_u16()),
-            Err(e) if e.is_timeout() => "timeout".into(),
+            Err(SendError::ConnectTimeout) => "timeout".into(),
             Err(_) => "unreachable".into(),
         };
         tracing::warn!(provider = %provider.name, detail, "health check failed: provider is down");

@@ -106,6 +106,20 @@ pub struct Settlement {
     pub error_penalty: u64,
 }
 
+impl Settlement {
+    /// An attempt that failed: no tokens, the penalties `(request, error)`.
+    pub fn failed((request_penalty, error_penalty): (u64, u64)) -> Self {
+        Self {
+            usage: None,
+            estimated: false,
+            streamed_tokens: 0,
+            failed: true,
+            request_penalty,
+            error_penalty,
+        }
+    }
+}
+
 impl UsageCell {
     /// The usage selection compares: settled tokens plus in-flight estimates.
     pub fn load(&self) -> u64 {
