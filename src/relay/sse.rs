@@ -150,13 +150,9 @@ fn memchr_usage(data: &[u8]) -> bool {
 
 /// Reads usage from a whole (non-streaming) JSON response body.
 pub fn body_usage(body: &[u8]) -> Option<TokenUsage> {
-    #[derive(Deserialize)]
-    struct Body {
-        usage: Option<Usage>,
-    }
-    serde_json::from_slice::<Body>(body)
+    let raw = crate::payload::scan::top_level_value(body, b"usage")?;
+    serde_json::from_slice::<Option<Usage>>(raw)
         .ok()?
-        .usage
         .map(Into::into)
 }
 

@@ -46,11 +46,12 @@ fn named_by_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
 
 /// The client's headers that go upstream (the provider key is added per attempt).
 pub fn forward_request_headers(client: &HeaderMap) -> HeaderMap {
+    let has_connection = client.contains_key(header::CONNECTION);
     let mut out = HeaderMap::with_capacity(client.len());
     for (name, value) in client {
         if DROP_REQUEST.contains(name)
             || DROP_REQUEST_NAMES.contains(&name.as_str())
-            || named_by_connection(client, name)
+            || (has_connection && named_by_connection(client, name))
         {
             continue;
         }
