@@ -8,9 +8,12 @@
 //! - nginx as a plain reverse proxy in front of it,
 //! - llm-router three times: memory, SQLite and Redis stores,
 //!
-//! then measures throughput at fixed concurrency, latency at a fixed rate,
-//! CPU per request, memory, and for 1,000 concurrent streams the time to
-//! first byte and the delay added to each event. Everything stops by itself.
+//! then measures throughput at fixed concurrency (each run cut into slices
+//! taken in turn across the targets, `--slices`), latency at a fixed rate,
+//! CPU per request (nginx's counted over its master and workers), memory,
+//! stream time to first byte at light load, and for 1,000 concurrent
+//! streams the delay added to each event and the memory per open stream.
+//! Everything stops by itself.
 
 use std::fmt::Write as _;
 use std::net::TcpListener;
@@ -35,6 +38,9 @@ struct Opts {
     out: Option<PathBuf>,
     /// Only the 1,000-stream run (memory per stream, event delay).
     streams_only: bool,
+    /// Each throughput run is cut into this many slices, taken in turn
+    /// across the targets, so a slow minute of the machine hits them all.
+    slices: u32,
 }
 
 fn parse_opts() -> anyhow::Result<Opts> {
@@ -45,6 +51,7 @@ fn parse_opts() -> anyhow::Result<Opts> {
         soak: None,
         out: None,
         streams_only: false,
+        slices: 5,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -56,6 +63,7 @@ fn parse_opts() -> anyhow::Result<Opts> {
             "--soak" => o.soak = Some(humantime::parse_duration(&val()?)?),
             "--out" => o.out = Some(val()?.into()),
             "--streams-only" => o.streams_only = true,
+            "--slices" => o.slices = val()?.parse::<u32>()?.max(1),
             "--quick" => {
                 o.duration = Duration::from_secs(3);
                 o.streams = 200;
@@ -120,6 +128,23 @@ fn spawn(name: &'static str, cmd: &mut Command) -> anyhow::Result<Proc> {
     Ok(Proc(child))
 }
 
+/// The process and its direct children (nginx's master and its workers).
+fn family(pid: u32) -> Vec<u32> {
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    std::iter::once(pid)
+        .chain(children.split_whitespace().filter_map(|c| c.parse().ok()))
+        .collect()
+}
+
+/// [`proc_stats`] summed over a process and its children.
+fn family_stats(pid: u32) -> (f64, u64, u64) {
+    family(pid)
+        .into_iter()
+        .map(proc_stats)
+        .fold((0.0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
+}
+
 /// (user + system CPU seconds, RSS bytes, peak RSS bytes) of a process.
 fn proc_stats(pid: u32) -> (f64, u64, u64) {
     let ticks = clock_ticks();
@@ -159,6 +184,18 @@ struct Oha {
     p50: f64,
     p99: f64,
     p999: f64,
+    /// Wall time the run took, in seconds.
+    secs: f64,
+}
+
+impl Oha {
+    /// Adds one slice of a sliced run.
+    fn add(&mut self, slice: &Oha) {
+        self.ok += slice.ok;
+        self.errors += slice.errors;
+        self.secs += slice.secs;
+        self.rps = self.ok as f64 / self.secs.max(1e-9);
+    }
 }
 
 fn oha(url: &str, args: &[&str]) -> anyhow::Result<Oha> {
@@ -205,8 +242,10 @@ fn oha(url: &str, args: &[&str]) -> anyhow::Result<Oha> {
                 .sum()
         });
     let p = |k: &str| v["latencyPercentiles"][k].as_f64().unwrap_or(f64::NAN);
+    let secs = v["summary"]["total"].as_f64().unwrap_or(1.0);
     Ok(Oha {
-        rps: ok as f64 / v["summary"]["total"].as_f64().unwrap_or(1.0),
+        secs,
+        rps: ok as f64 / secs,
         ok,
         errors,
         p50: p("p50"),
@@ -324,10 +363,59 @@ async fn stream_load(url: &str, n: usize, pid: Option<u32>) -> anyhow::Result<St
     Ok(stats)
 }
 
+/// Time to first byte of streams at light load: `workers` clients, each
+/// opening one short stream (`max_tokens: 1`) after another on a kept-alive
+/// connection for `run`. (p50, p99) in ms.
+async fn stream_ttfb(url: &str, workers: usize, run: Duration) -> anyhow::Result<(f64, f64)> {
+    let client = reqwest::Client::builder().http1_only().build()?;
+    let body = BODY.replace(
+        "\"messages\"",
+        "\"stream\":true,\"max_tokens\":1,\"messages\"",
+    );
+    let end = Instant::now() + run;
+    let tasks: Vec<_> = (0..workers)
+        .map(|_| {
+            let (client, url, body) = (client.clone(), url.to_string(), body.clone());
+            tokio::spawn(async move {
+                let mut ttfbs = Vec::new();
+                while Instant::now() < end {
+                    let t0 = Instant::now();
+                    let r = client
+                        .post(&url)
+                        .bearer_auth(KEY)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await?;
+                    let mut s = r.bytes_stream();
+                    if let Some(first) = s.next().await {
+                        first?;
+                        ttfbs.push(t0.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    while let Some(chunk) = s.next().await {
+                        chunk?;
+                    }
+                }
+                anyhow::Ok(ttfbs)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    all.sort_by(f64::total_cmp);
+    Ok((pct(&all, 0.5), pct(&all, 0.99)))
+}
+
 struct Target {
     name: &'static str,
     url: String,
+    /// llm-router's process: memory is reported for it.
     pid: Option<u32>,
+    /// The process (and children) whose CPU time is counted: the router,
+    /// or nginx's master with its workers.
+    cpu_pid: Option<u32>,
 }
 
 #[derive(Default)]
@@ -339,6 +427,8 @@ struct Row {
     rss_idle: Option<u64>,
     rss_peak: Option<u64>,
     streams: Option<StreamStats>,
+    /// Stream time to first byte at light load: (p50, p99) in ms.
+    ttfb: Option<(f64, f64)>,
 }
 
 fn router_config(dir: &Path, port: u16, mock: u16, store: &str) -> anyhow::Result<PathBuf> {
@@ -415,7 +505,7 @@ fn main() -> anyhow::Result<()> {
 
     let nginx_port = free_port();
     let nginx_conf = nginx_config(dir.path(), nginx_port, mock_port)?;
-    let _nginx = spawn(
+    let nginx = spawn(
         "nginx",
         Command::new("nginx")
             .args(["-e", "stderr", "-g", "daemon off;", "-c"])
@@ -429,11 +519,13 @@ fn main() -> anyhow::Result<()> {
             name: "direct (floor)",
             url: format!("http://127.0.0.1:{mock_port}/v1/chat/completions"),
             pid: None,
+            cpu_pid: None,
         },
         Target {
             name: "nginx",
             url: format!("http://127.0.0.1:{nginx_port}/v1/chat/completions"),
             pid: None,
+            cpu_pid: Some(nginx.pid()),
         },
     ];
     for (name, store) in [
@@ -462,6 +554,7 @@ fn main() -> anyhow::Result<()> {
             name,
             url: format!("http://127.0.0.1:{port}/v1/chat/completions"),
             pid: Some(p.pid()),
+            cpu_pid: Some(p.pid()),
         });
         routers.push(p);
     }
@@ -470,42 +563,71 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let mut rows = Vec::new();
-    for t in &targets {
-        eprintln!("== {}", t.name);
-        let mut row = Row {
+    let mut rows: Vec<Row> = targets
+        .iter()
+        .map(|t| Row {
             rss_idle: t.pid.map(|p| proc_stats(p).1),
             ..Row::default()
-        };
-        // Streams first, on a fresh process, so per-stream memory is not
-        // hidden by (or blamed on) heap retained from the throughput runs.
+        })
+        .collect();
+    // Streams first, on fresh processes, so per-stream memory is not hidden
+    // by (or blamed on) heap retained from the throughput runs.
+    for (t, row) in targets.iter().zip(&mut rows) {
+        eprintln!("== {}: {} streams", t.name, opts.streams);
         row.streams = Some(rt.block_on(stream_load(&t.url, opts.streams, t.pid))?);
-        if opts.streams_only {
-            rows.push(row);
-            continue;
+    }
+    if !opts.streams_only {
+        for t in &targets {
+            oha(&t.url, &["-z", "2s", "-c", "32"])?; // warm-up
         }
-        oha(&t.url, &["-z", "2s", "-c", "32"])?; // warm-up
-        row.c32 = oha(&t.url, &["-z", &secs, "-c", "32"])?;
-        let before = t.pid.map(proc_stats);
-        row.c256 = oha(&t.url, &["-z", &secs, "-c", "256"])?;
-        if let (Some(pid), Some(b)) = (t.pid, before) {
-            let after = proc_stats(pid);
-            row.cpu_us_per_req = Some((after.0 - b.0) / row.c256.ok.max(1) as f64 * 1e6);
-            row.rss_peak = Some(after.2);
+        // Saturation, sliced: every target gets the same total time, spread
+        // over the same stretch of the run.
+        let slice = format!("{}ms", opts.duration.as_millis() / u128::from(opts.slices));
+        for (concurrency, pick) in [("32", 0), ("256", 1)] {
+            for n in 0..opts.slices {
+                for (t, row) in targets.iter().zip(&mut rows) {
+                    eprintln!(
+                        "== {}: c={concurrency}, slice {}/{}",
+                        t.name,
+                        n + 1,
+                        opts.slices
+                    );
+                    let before = t.cpu_pid.map(family_stats);
+                    let r = oha(&t.url, &["-z", &slice, "-c", concurrency])?;
+                    if pick == 1 {
+                        if let (Some(pid), Some(b)) = (t.cpu_pid, before) {
+                            let after = family_stats(pid);
+                            *row.cpu_us_per_req.get_or_insert(0.0) += after.0 - b.0;
+                            row.rss_peak = t.pid.map(|_| after.2);
+                        }
+                        row.c256.add(&r);
+                    } else {
+                        row.c32.add(&r);
+                    }
+                }
+            }
         }
-        row.fixed = oha(
-            &t.url,
-            &[
-                "-z",
-                &secs,
-                "-c",
-                "64",
-                "-q",
-                &opts.rate.to_string(),
-                "--latency-correction",
-            ],
-        )?;
-        rows.push(row);
+        for row in &mut rows {
+            if let Some(cpu) = &mut row.cpu_us_per_req {
+                *cpu = *cpu / row.c256.ok.max(1) as f64 * 1e6;
+            }
+        }
+        for (t, row) in targets.iter().zip(&mut rows) {
+            eprintln!("== {}: fixed rate, stream TTFB", t.name);
+            row.fixed = oha(
+                &t.url,
+                &[
+                    "-z",
+                    &secs,
+                    "-c",
+                    "64",
+                    "-q",
+                    &opts.rate.to_string(),
+                    "--latency-correction",
+                ],
+            )?;
+            row.ttfb = Some(rt.block_on(stream_ttfb(&t.url, 16, Duration::from_secs(3)))?);
+        }
     }
 
     let report = render(&targets, &rows, &opts);
@@ -548,7 +670,7 @@ fn render(targets: &[Target], rows: &[Row], opts: &Opts) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "Machine: {} cores, {}; load generator, mock and proxies share it. {}s per run, {} streams of 100 events at 20/s, fixed rate {}/s.\n",
+        "Machine: {} cores, {}; load generator, mock and proxies share it. {}s per throughput run, taken in {} slices interleaved across the targets; {} streams of 100 events at 20/s; fixed rate {}/s; stream TTFB at light load: 16 clients opening one short stream after another for 3 s.\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         std::fs::read_to_string("/proc/cpuinfo")
             .ok()
@@ -562,6 +684,7 @@ fn render(targets: &[Target], rows: &[Row], opts: &Opts) -> String {
             )
             .unwrap_or_default(),
         opts.duration.as_secs(),
+        opts.slices,
         opts.streams,
         opts.rate
     );
@@ -605,9 +728,10 @@ fn render(targets: &[Target], rows: &[Row], opts: &Opts) -> String {
     }
     let _ = writeln!(
         s,
-        "\n| streams | completed | TTFB p50 ms | TTFB p99 ms | event delay p50 ms | event delay p99 ms | events | RSS with streams open MB | per open stream KiB |"
+        "\n| streams | TTFB p50 ms, light load | TTFB p99 ms, light load | TTFB added p50 µs | completed (1,000 at once) | TTFB p50 ms | TTFB p99 ms | event delay p50 ms | event delay p99 ms | events | RSS with streams open MB | per open stream KiB |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let direct_ttfb = direct.ttfb.map_or(f64::NAN, |t| t.0);
     for (t, r) in targets.iter().zip(rows) {
         if let Some(st) = &r.streams {
             let per = match (r.rss_idle, t.pid) {
@@ -617,10 +741,19 @@ fn render(targets: &[Target], rows: &[Row], opts: &Opts) -> String {
                 ),
                 _ => "–".into(),
             };
+            let (ttfb50, ttfb99) = r.ttfb.unwrap_or((f64::NAN, f64::NAN));
+            let added = if ttfb50.is_nan() || direct_ttfb.is_nan() {
+                "–".to_string()
+            } else {
+                format!("{:.0}", (ttfb50 - direct_ttfb) * 1000.0)
+            };
             let _ = writeln!(
                 s,
-                "| {} | {}/{} | {:.2} | {:.2} | {:.3} | {:.3} | {} | {} | {} |",
+                "| {} | {:.3} | {:.3} | {} | {}/{} | {:.2} | {:.2} | {:.3} | {:.3} | {} | {} | {} |",
                 t.name,
+                ttfb50,
+                ttfb99,
+                added,
                 st.completed,
                 opts.streams,
                 st.ttfb_p50_ms,

@@ -76,6 +76,9 @@ struct ChatRequest {
     stream: bool,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
+    /// Caps the reply's tokens, as a real provider would.
+    #[serde(default, alias = "max_completion_tokens")]
+    max_tokens: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -132,10 +135,13 @@ async fn chat(
         .map(|m| tokens(&m.content.to_string()))
         .sum::<u64>()
         + 3;
-    let words: Vec<String> = match state.options.chunks {
+    let mut words: Vec<String> = match state.options.chunks {
         None => reply.split_inclusive(' ').map(str::to_string).collect(),
         Some(n) => (0..n).map(|i| format!("tok{i} ")).collect(),
     };
+    if let Some(max) = request.max_tokens {
+        words.truncate(max);
+    }
     let completion_tokens = words.len() as u64;
     let usage = json!({
         "prompt_tokens": prompt_tokens,
@@ -247,4 +253,37 @@ fn last_text(messages: &[Message]) -> String {
 /// A rough token count: about four bytes a token.
 fn tokens(text: &str) -> u64 {
     (text.len() as u64).div_ceil(4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    async fn completion(body: serde_json::Value) -> serde_json::Value {
+        let app = router(MockOptions {
+            chunks: Some(100),
+            ..MockOptions::default()
+        });
+        let request = http::Request::post("/v1/chat/completions")
+            .header(header::AUTHORIZATION, "Bearer k")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn max_tokens_caps_the_reply() {
+        let full = completion(json!({"model": "m", "messages": []})).await;
+        assert_eq!(full["usage"]["completion_tokens"], 100);
+        for key in ["max_tokens", "max_completion_tokens"] {
+            let capped = completion(json!({"model": "m", "messages": [], key: 2})).await;
+            assert_eq!(capped["usage"]["completion_tokens"], 2);
+            assert_eq!(capped["choices"][0]["message"]["content"], "tok0 tok1 ");
+        }
+    }
 }
