@@ -340,6 +340,24 @@ async fn cors_preflight_needs_no_key_and_the_allowlist_is_exact() {
     let r = preflight("https://evil.example.com").await.unwrap();
     assert!(r.headers().get("access-control-allow-origin").is_none());
 
+    // The actual request from an allowed origin: answered, with CORS headers.
+    let r = client()
+        .post(router.url("/v1/chat/completions"))
+        .header("origin", "https://app.example.com")
+        .bearer_auth(CLIENT_KEY)
+        .json(&hello("g"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert!(r.headers().contains_key("x-request-id"));
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(v["choices"][0]["message"]["content"].is_string());
+
     // The default allows any origin, without credentials.
     let (_up, router) = one_provider(&["k"]).await;
     let r = client()

@@ -153,6 +153,58 @@ async fn a_first_byte_timeout_fails_over_to_the_next_key() {
     assert_eq!(up.count_by_key()["k2"], 1);
 }
 
+/// A provider whose host never completes the TCP handshake: a listener
+/// that never accepts, its one-slot backlog filled, so further connects sit
+/// in SYN retries. Held until dropped.
+async fn unanswered_connects() -> (tokio::net::TcpListener, Vec<tokio::net::TcpStream>, String) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let connect = tokio::net::TcpStream::connect(addr);
+        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(300), connect).await {
+            fillers.push(s);
+        }
+    }
+    (listener, fillers, format!("http://{addr}/v1"))
+}
+
+#[tokio::test]
+async fn a_connect_timeout_counts_as_a_timeout_and_fails_over() {
+    let (_listener, _fillers, dead) = unanswered_connects().await;
+    let up = MockUpstream::start().await;
+    let cfg = config(
+        &[("dead", &dead, &["k1"]), ("live", &up.base_url(), &["k2"])],
+        &[(1, "dead", "m"), (1, "live", "m")],
+        "timeouts: {connect: 300ms, first_byte: 10s}",
+    );
+    let router = RouterProcess::start(&cfg);
+    // The dead provider is tried first (config order), times out on
+    // connect, and the live one answers.
+    let r = chat(&router, hello("g")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.count_by_key()["k2"], 1);
+    let logs = router.logs();
+    assert!(
+        logs.contains("Timeout") && logs.contains("dead#0"),
+        "{logs}"
+    );
+
+    // Alone, it is a 504 (timeout), not a 502 (unreachable).
+    let only_dead = config(
+        &[("dead", &dead, &["k1"])],
+        &[(1, "dead", "m")],
+        "timeouts: {connect: 300ms, first_byte: 10s}",
+    );
+    let router = RouterProcess::start(&only_dead);
+    let r = chat(&router, hello("g")).await;
+    assert_eq!(r.status(), 504);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "server_error");
+}
+
 #[tokio::test]
 async fn client_errors_and_redirects_are_not_retried_or_followed() {
     let (up, router) = two_keys("").await;
