@@ -70,6 +70,10 @@ struct Cli {
     /// Log line format.
     #[arg(long, value_enum, default_value = "text", global = true)]
     log_format: LogFormat,
+    /// Threads serving the public listener, each with its own socket and
+    /// runtime; 0 means one per CPU.
+    #[arg(long, env = "LLM_ROUTER_WORKERS", default_value_t = 0, global = true)]
+    workers: usize,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -142,7 +146,7 @@ fn main() -> ExitCode {
                         host,
                         api_key,
                         admin_key,
-                    } => demo(host, *port, api_key, admin_key).await,
+                    } => demo(host, *port, api_key, admin_key, cli.workers).await,
                     Command::Mock {
                         port,
                         chunks,
@@ -234,11 +238,11 @@ fn healthcheck(cli: &Cli, url: Option<String>) -> ExitCode {
 }
 
 async fn serve_config(cli: &Cli) -> anyhow::Result<()> {
-    run(ConfigSource::File(cli.config.clone()), None).await
+    run(ConfigSource::File(cli.config.clone()), None, cli.workers).await
 }
 
 /// Binds, serves until SIGTERM/SIGINT, drains, then flushes usage.
-async fn run(source: ConfigSource, store: Option<StoreUrl>) -> anyhow::Result<()> {
+async fn run(source: ConfigSource, store: Option<StoreUrl>, workers: usize) -> anyhow::Result<()> {
     let invalid = |e: llm_router::config::ConfigError| anyhow::anyhow!("invalid config: {e}");
     let watched = match &source {
         ConfigSource::File(path) => Some((path.clone(), reload::file_fingerprint(path))),
@@ -253,13 +257,18 @@ async fn run(source: ConfigSource, store: Option<StoreUrl>) -> anyhow::Result<()
     tracing::info!(config = %source.describe(), store = %store.describe(), "config loaded");
     let config = effective.routable.clone();
     let addr = format!("{}:{}", config.host, config.port);
-    let listener = server::bind(&addr)
+    let workers = match workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let listeners = server::bind_workers(&addr, workers)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    let local: SocketAddr = listener.local_addr()?;
+    let local: SocketAddr = listeners[0].local_addr()?;
     let groups = config.groups.len();
+    let drain = config.timeouts.drain;
     let options = ServerOptions {
-        drain: config.timeouts.drain,
+        drain,
         header_read_timeout: config.timeouts.header_read,
         ..ServerOptions::default()
     };
@@ -280,7 +289,7 @@ async fn run(source: ConfigSource, store: Option<StoreUrl>) -> anyhow::Result<()
         let every = Duration::from_secs(1);
         tokio::spawn(reload::watch_file(app.clone(), path, every, loaded));
     }
-    tracing::info!(addr = %local, groups, version = env!("CARGO_PKG_VERSION"), "listening");
+    tracing::info!(addr = %local, groups, workers, version = env!("CARGO_PKG_VERSION"), "listening");
     let (public, operator) = llm_router::http::routers(app.clone());
     let admin = async {
         if let (Some(listener), Some(router)) = (admin_listener, operator) {
@@ -300,21 +309,41 @@ async fn run(source: ConfigSource, store: Option<StoreUrl>) -> anyhow::Result<()
         }
         anyhow::Ok(())
     };
-    let main = server::serve(
-        listener,
-        llm_router::http::Service::public(public, app.clone()),
-        options,
-        server::shutdown_signal(),
-        streams_stop,
-    );
-    let ((), admin) = tokio::join!(main, admin);
+    // Each worker gets its own upstream client, so its pool (and the tasks
+    // driving its connections) stay on its thread.
+    let mut served = Vec::with_capacity(listeners.len());
+    for listener in listeners {
+        let upstream = llm_router::upstream::Upstream::new(&config.timeouts)?;
+        let service = llm_router::http::Service::public(public.clone(), app.clone(), upstream);
+        served.push((listener, service));
+    }
+    let shutdown = CancellationToken::new();
+    let main = async {
+        let workers = server::serve_workers(served, options, shutdown.clone(), streams_stop);
+        tokio::pin!(workers);
+        tokio::select! {
+            ended = &mut workers => return ended,
+            () = server::shutdown_signal() => {}
+        }
+        tracing::info!(drain = ?drain, "shutting down: draining in-flight requests");
+        shutdown.cancel();
+        workers.await
+    };
+    let (served, admin) = tokio::join!(main, admin);
+    served?;
     admin?;
     tokio::task::spawn_blocking(move || app.flush_and_stop_store()).await?;
     tracing::info!("usage flushed; stopped");
     Ok(())
 }
 
-async fn demo(host: &str, port: u16, api_key: &str, admin_key: &str) -> anyhow::Result<()> {
+async fn demo(
+    host: &str,
+    port: u16,
+    api_key: &str,
+    admin_key: &str,
+    workers: usize,
+) -> anyhow::Result<()> {
     let mut upstreams = Vec::new();
     for name in ["mock-a", "mock-b"] {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -361,7 +390,7 @@ providers:
     tracing::info!(
         "demo mode: mock providers only. Dashboard: http://{host}:{port}/ui (admin key {admin_key}). Try:\n  curl http://{host}:{port}/v1/chat/completions -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' -d '{{\"model\":\"demo\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'"
     );
-    run(ConfigSource::Fixed(Box::new(config)), Some(store)).await
+    run(ConfigSource::Fixed(Box::new(config)), Some(store), workers).await
 }
 
 async fn run_mock(port: u16, options: MockOptions) -> anyhow::Result<()> {

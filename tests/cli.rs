@@ -138,3 +138,42 @@ async fn demo_serves_mock_completions_without_any_key() {
     assert!(text.contains("Hello"), "{text}");
     assert!(v["usage"]["total_tokens"].as_u64().unwrap() > 0);
 }
+
+#[tokio::test]
+async fn workers_share_the_port_and_a_second_router_cannot_take_it() {
+    let up = common::MockUpstream::start().await;
+    let cfg = common::config(&[("p", &up.base_url(), &["k"])], &[(1, "p", "m")], "");
+    let first = common::RouterProcess::start_with(&cfg, &[], &[("LLM_ROUTER_WORKERS", "3")]);
+    assert!(first.logs().contains("\"workers\":3"), "{}", first.logs());
+    // Many connections at once: the kernel spreads them over the three
+    // workers' sockets, and every one is served.
+    let calls: Vec<_> = (0..40)
+        .map(|_| {
+            let url = first.url("/v1/chat/completions");
+            tokio::spawn(async move {
+                // A fresh client per call: a connection of its own.
+                reqwest::Client::new()
+                    .post(url)
+                    .bearer_auth(common::CLIENT_KEY)
+                    .json(&common::hello("g"))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap(), 200);
+    }
+
+    // Same port, same user: refused, not silently shared.
+    let port = first.url("").rsplit(':').next().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, cfg.replace("port: 0", &format!("port: {port}"))).unwrap();
+    let out = router().arg("--config").arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("cannot listen"), "{text}");
+}

@@ -23,7 +23,7 @@ use crate::accounting::{End, Exchange, RequestInfo, log_rejected};
 use crate::clients::Caller;
 use crate::payload::Endpoint;
 use crate::relay::{self, RelayOptions, compress, sse};
-use crate::upstream::{self, FailoverError, Plan};
+use crate::upstream::{self, FailoverError, Plan, Upstream};
 
 /// An error, and the group it concerned if we got that far (for the log).
 struct Rejection(ApiError, Option<String>);
@@ -37,15 +37,25 @@ impl From<ApiError> for Rejection {
 /// The public listener's direct lane (see `http::Service`): the request
 /// id, the key check and the proxy, without the router's middleware stack.
 pub async fn direct(
-    app: AppState,
+    app: &AppState,
+    upstream: &Upstream,
     endpoint: Endpoint,
     request: http::Request<hyper::body::Incoming>,
 ) -> Response {
     let (parts, body) = request.into_parts();
     let info = request_id::info_for(&parts.headers, parts.uri.path());
-    let mut response = match auth::identify(&app, &parts.headers) {
-        Some(caller) => respond(&app, info.clone(), &caller, endpoint, parts.headers, body).await,
-        None => auth::unauthorized(&app, Some(&info)),
+    let mut response = match auth::identify(app, &parts.headers) {
+        Some(caller) => {
+            let request = ClientRequest {
+                info: info.clone(),
+                caller: &caller,
+                endpoint,
+                headers: parts.headers,
+                body,
+            };
+            respond(app, upstream, request).await
+        }
+        None => auth::unauthorized(app, Some(&info)),
     };
     request_id::stamp(&mut response, &info);
     response
@@ -66,23 +76,33 @@ pub async fn handle(
         return ApiError::NotFound.into_response();
     };
     let caller = caller.map_or(Caller::Master, |Extension(c)| c);
-    respond(&app, info, &caller, endpoint, headers, body).await
+    let request = ClientRequest {
+        info,
+        caller: &caller,
+        endpoint,
+        headers,
+        body,
+    };
+    // This lane serves few requests (CORS ones): the shared client will do.
+    respond(&app, &app.upstream, request).await
 }
 
-async fn respond<B>(
-    app: &AppState,
+/// A client's request to a proxy endpoint, its caller identified.
+struct ClientRequest<'a, B> {
     info: RequestInfo,
-    caller: &Caller,
+    caller: &'a Caller,
     endpoint: Endpoint,
     headers: HeaderMap,
     body: B,
-) -> Response
+}
+
+async fn respond<B>(app: &AppState, upstream: &Upstream, request: ClientRequest<'_, B>) -> Response
 where
     B: HttpBody<Data = Bytes>,
     B::Error: Into<axum::BoxError>,
 {
-    let log_info = info.clone();
-    match proxy(app, info, caller, endpoint, headers, body).await {
+    let log_info = request.info.clone();
+    match proxy(app, upstream, request).await {
         Ok(response) => response,
         Err(Rejection(error, group)) => {
             log_rejected(
@@ -99,16 +119,20 @@ where
 
 async fn proxy<B>(
     app: &AppState,
-    info: RequestInfo,
-    caller: &Caller,
-    endpoint: Endpoint,
-    headers: HeaderMap,
-    body: B,
+    upstream: &Upstream,
+    request: ClientRequest<'_, B>,
 ) -> Result<Response, Rejection>
 where
     B: HttpBody<Data = Bytes>,
     B::Error: Into<axum::BoxError>,
 {
+    let ClientRequest {
+        info,
+        caller,
+        endpoint,
+        headers,
+        body,
+    } = request;
     let runtime = app.runtime();
     let config = &runtime.config;
     let in_flight = app.metrics.in_flight();
@@ -177,7 +201,7 @@ where
         cooldown: &config.cooldown,
         penalties,
     };
-    let attempt = upstream::send(&app.upstream, &plan, &app.metrics)
+    let attempt = upstream::send(upstream, &plan, &app.metrics)
         .await
         .map_err(|e| Rejection(all_failed(&e), Some(parsed.model.clone())))?;
 

@@ -22,20 +22,23 @@ use tower::ServiceExt;
 
 use super::{AppState, proxy};
 use crate::payload::Endpoint;
+use crate::upstream::Upstream;
 
 #[derive(Clone)]
 pub struct Service {
     router: Router,
-    /// Set on the public listener, where the proxy endpoints live.
-    direct: Option<AppState>,
+    /// Set on the public listener, where the proxy endpoints live: the
+    /// state, and this worker's own upstream client.
+    direct: Option<(AppState, Upstream)>,
 }
 
 impl Service {
-    /// The public listener's service: direct lane plus router.
-    pub fn public(router: Router, app: AppState) -> Self {
+    /// The public listener's service: direct lane plus router. `upstream`
+    /// is the worker's own client (its pool stays on the worker's thread).
+    pub fn public(router: Router, app: AppState, upstream: Upstream) -> Self {
         Self {
             router,
-            direct: Some(app),
+            direct: Some((app, upstream)),
         }
     }
 
@@ -62,11 +65,13 @@ impl hyper::service::Service<Request<Incoming>> for Service {
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
-        if let Some(app) = &self.direct
+        if let Some((app, upstream)) = &self.direct
             && let Some(endpoint) = direct_endpoint(&request)
         {
-            let app = app.clone();
-            return Box::pin(async move { Ok(proxy::direct(app, endpoint, request).await) });
+            let (app, upstream) = (app.clone(), upstream.clone());
+            return Box::pin(
+                async move { Ok(proxy::direct(&app, &upstream, endpoint, request).await) },
+            );
         }
         let router = self.router.clone();
         Box::pin(router.oneshot(request.map(Body::new)))
