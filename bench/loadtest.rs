@@ -732,6 +732,13 @@ fn render(targets: &[Target], rows: &[Row], opts: &Opts) -> String {
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     let direct_ttfb = direct.ttfb.map_or(f64::NAN, |t| t.0);
+    let ms3 = |v: f64| {
+        if v.is_nan() {
+            "–".to_string()
+        } else {
+            format!("{v:.3}")
+        }
+    };
     for (t, r) in targets.iter().zip(rows) {
         if let Some(st) = &r.streams {
             let per = match (r.rss_idle, t.pid) {
@@ -749,10 +756,10 @@ fn render(targets: &[Target], rows: &[Row], opts: &Opts) -> String {
             };
             let _ = writeln!(
                 s,
-                "| {} | {:.3} | {:.3} | {} | {}/{} | {:.2} | {:.2} | {:.3} | {:.3} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {}/{} | {:.2} | {:.2} | {:.3} | {:.3} | {} | {} | {} |",
                 t.name,
-                ttfb50,
-                ttfb99,
+                ms3(ttfb50),
+                ms3(ttfb99),
                 added,
                 st.completed,
                 opts.streams,

@@ -313,7 +313,7 @@ async fn run(source: ConfigSource, store: Option<StoreUrl>, workers: usize) -> a
     // driving its connections) stay on its thread.
     let mut served = Vec::with_capacity(listeners.len());
     for listener in listeners {
-        let upstream = llm_router::upstream::Upstream::new(&config.timeouts)?;
+        let upstream = app.upstream.new_pool();
         let service = llm_router::http::Service::public(public.clone(), app.clone(), upstream);
         served.push((listener, service));
     }

@@ -45,6 +45,9 @@ pub type RequestBody = Full<Bytes>;
 #[derive(Clone)]
 pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, RequestBody>,
+    /// Kept to build more pools with the same settings ([`Self::new_pool`]).
+    tls: rustls::ClientConfig,
+    connect_timeout: Duration,
 }
 
 /// Why a request got no response. (Its messages name no URL or header.)
@@ -64,18 +67,28 @@ pub enum SendError {
 
 impl Upstream {
     pub fn new(timeouts: &Timeouts) -> anyhow::Result<Self> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(timeouts.connect));
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()?
         .with_root_certificates(root_store())
         .with_no_client_auth();
+        Ok(Self::build(tls, timeouts.connect))
+    }
+
+    /// Another client with the same settings and TLS roots but a pool of
+    /// its own (one per worker thread, so a pool is never shared).
+    pub fn new_pool(&self) -> Self {
+        Self::build(self.tls.clone(), self.connect_timeout)
+    }
+
+    fn build(tls: rustls::ClientConfig, connect_timeout: Duration) -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(connect_timeout));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
+            .with_tls_config(tls.clone())
             .https_or_http()
             .enable_http1()
             .enable_http2()
@@ -84,7 +97,11 @@ impl Upstream {
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_timer(TokioTimer::new())
             .build(https);
-        Ok(Self { client })
+        Self {
+            client,
+            tls,
+            connect_timeout,
+        }
     }
 
     /// Sends one request; the response's body is still to be read.
