@@ -192,14 +192,17 @@ impl Exchange {
                 total_tokens: tokens.total_tokens,
                 latency_ms: latency.as_secs_f64() * 1000.0,
             });
+        // Plain `&str` values: the JSON format escapes them once, the text
+        // format quotes and escapes them (no log injection), and neither
+        // goes through `fmt` machinery (that was most of this line's cost).
         tracing::info!(
             target: "llm_router::request",
-            request_id = %self.info.request_id,
+            request_id = &*self.info.request_id,
             endpoint = self.info.endpoint,
-            group = ?&*self.group.name,
-            provider = %c.provider.name,
-            model = ?&*c.model,
-            key = %c.key.alias,
+            group = &*self.group.name,
+            provider = &*c.provider.name,
+            model = &*c.model,
+            key = &*c.key.alias,
             client = self.client.as_ref().map(|c| &*c.name),
             status = self.status,
             outcome = end.outcome,
@@ -237,9 +240,9 @@ pub fn log_rejected(
         .inc();
     tracing::info!(
         target: "llm_router::request",
-        request_id = %info.request_id,
+        request_id = &*info.request_id,
         endpoint = info.endpoint,
-        group = ?group,
+        group,
         status,
         outcome = code,
         latency_ms = info.started.elapsed().as_secs_f64() * 1000.0,

@@ -5,9 +5,24 @@
 //! writer): the request path only formats its line and queues it, and never
 //! takes the stdout lock or waits on a slow log pipe. If the queue (128k
 //! lines) ever fills, lines are dropped rather than stalling requests.
+//!
+//! JSON lines are written by [`JsonLines`], a small event formatter: one
+//! buffer per line, serde_json for each key and value. tracing-subscriber's
+//! own JSON format built every line through `fmt::Write` adaptors and a
+//! serde map per event; at the default `info` level, where every request
+//! logs a line, that was ~28k instructions per request, a third of the
+//! whole proxy path. The shape is the same: `timestamp`, `level`, the
+//! event's fields (`message` first), `target`.
 
+use std::fmt;
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -23,12 +38,134 @@ pub fn init(format: LogFormat) -> WorkerGuard {
         .with_env_filter(filter)
         .with_writer(writer);
     match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init(),
+        LogFormat::Json => builder.event_format(JsonLines).init(),
         LogFormat::Text => builder.with_ansi(false).init(),
     }
     guard
+}
+
+/// One JSON object per event: `{"timestamp","level",<fields>,"target"}`.
+pub struct JsonLines;
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        let mut line = JsonObject(Vec::with_capacity(512));
+        line.0.push(b'{');
+        let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
+        line.field("timestamp", &now.to_string());
+        line.field("level", meta.level().as_str());
+        event.record(&mut line);
+        line.field("target", meta.target());
+        line.0.extend_from_slice(b"}\n");
+        writer.write_str(std::str::from_utf8(&line.0).map_err(|_| fmt::Error)?)
+    }
+}
+
+/// A JSON object being written; every key and value goes through
+/// serde_json, so strings are escaped exactly once and properly.
+struct JsonObject(Vec<u8>);
+
+impl JsonObject {
+    fn field<V: serde::Serialize + ?Sized>(&mut self, key: &str, value: &V) {
+        if self.0.len() > 1 {
+            self.0.push(b',');
+        }
+        // Writing to a Vec cannot fail; non-finite floats become null.
+        let _ = serde_json::to_writer(&mut self.0, key);
+        self.0.push(b':');
+        let _ = serde_json::to_writer(&mut self.0, value);
+    }
+}
+
+impl Visit for JsonObject {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.field(field.name(), value);
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.field(field.name(), &value);
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.field(field.name(), &value);
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.field(field.name(), &value);
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.field(field.name(), &value);
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.field(field.name(), &value.to_string());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        // `message` arrives as format arguments, whose Debug is their text.
+        self.field(field.name(), &format!("{value:?}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn json_lines_have_every_field_escaped_once() {
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .event_format(JsonLines)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let group = "g\"\n1";
+            tracing::info!(
+                target: "llm_router::request",
+                group,
+                status = 200u16,
+                ratio = 0.5,
+                missing = f64::NAN,
+                estimated = false,
+                failure = ?Some(3),
+                "request"
+            );
+        });
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert!(text.ends_with('\n') && text.lines().count() == 1, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["message"], "request");
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["target"], "llm_router::request");
+        assert_eq!(v["group"], "g\"\n1");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["ratio"], 0.5);
+        assert!(v["missing"].is_null());
+        assert_eq!(v["estimated"], false);
+        assert_eq!(v["failure"], "Some(3)");
+        assert!(
+            humantime::parse_rfc3339(v["timestamp"].as_str().unwrap()).is_ok(),
+            "{v}"
+        );
+    }
 }

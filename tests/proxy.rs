@@ -523,6 +523,9 @@ async fn logs_have_one_line_per_request_and_no_secrets() {
         assert!(line.get(field).is_some(), "missing {field} in {line}");
     }
     assert_eq!(line["key"], "p#0");
+    // Names are JSON strings as they are, not Debug-quoted inside them.
+    assert_eq!(line["group"], "g");
+    assert!(!line["model"].as_str().unwrap().contains('"'), "{line}");
     let all = router.logs();
     for secret in [key, CLIENT_KEY, "wrong-key-zzz"] {
         assert!(!all.contains(secret), "{secret} leaked into logs");

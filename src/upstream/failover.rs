@@ -150,9 +150,9 @@ pub async fn send(
         };
 
         tracing::warn!(
-            group = ?&*plan.group.name,
+            group = &*plan.group.name,
             provider = %c.provider.name,
-            model = ?&*c.model,
+            model = &*c.model,
             key = %c.key.alias,
             failure = ?failure,
             error = detail.as_ref().map(tracing::field::display),
