@@ -6,13 +6,15 @@
 //! takes the stdout lock or waits on a slow log pipe. If the queue (128k
 //! lines) ever fills, lines are dropped rather than stalling requests.
 //!
-//! JSON lines are written by [`JsonLines`], a small event formatter: one
-//! buffer per line, serde_json for each key and value. tracing-subscriber's
-//! own JSON format built every line through `fmt::Write` adaptors and a
-//! serde map per event; at the default `info` level, where every request
-//! logs a line, that was ~28k instructions per request, a third of the
-//! whole proxy path. The shape is the same: `timestamp`, `level`, the
-//! event's fields (`message` first), `target`.
+//! Lines are formatted by two small event formatters, [`JsonLines`] and
+//! [`TextLines`], one buffer per line. tracing-subscriber's own formats
+//! built each line through layers of `fmt::Write` adaptors (and, for JSON,
+//! a serde map per event); at the default `info` level, where every request
+//! logs a line, that was 21k (text) to 28k (JSON) instructions per request,
+//! a quarter to a third of the whole proxy path. The shapes are unchanged:
+//! JSON `{"timestamp","level",<fields, message first>,"target"}`, and text
+//! `<timestamp> <LEVEL> <target>: <message> key=value ...` with strings
+//! quoted and escaped (a client-sent name cannot forge a line).
 
 use std::fmt;
 
@@ -39,7 +41,7 @@ pub fn init(format: LogFormat) -> WorkerGuard {
         .with_writer(writer);
     match format {
         LogFormat::Json => builder.event_format(JsonLines).init(),
-        LogFormat::Text => builder.with_ansi(false).init(),
+        LogFormat::Text => builder.event_format(TextLines).init(),
     }
     guard
 }
@@ -112,6 +114,78 @@ impl Visit for JsonObject {
     }
 }
 
+/// `2026-11-24T10:35:03.648643Z  INFO llm_router::request: request key="v" n=1`
+pub struct TextLines;
+
+impl<S, N> FormatEvent<S, N> for TextLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        use std::fmt::Write as _;
+        let meta = event.metadata();
+        let mut line = TextFields(String::with_capacity(256));
+        let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
+        write!(
+            line.0,
+            "{now} {:>5} {}:",
+            meta.level().as_str(),
+            meta.target()
+        )?;
+        event.record(&mut line);
+        line.0.push('\n');
+        writer.write_str(&line.0)
+    }
+}
+
+/// `key=value` pairs; strings (and anything Debug-formatted) are quoted and
+/// escaped, the message is written bare.
+struct TextFields(String);
+
+impl TextFields {
+    fn pair(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+        use std::fmt::Write as _;
+        let _ = write!(self.0, " {}={value}", field.name());
+    }
+}
+
+impl Visit for TextFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.pair(field, format_args!("{value:?}"));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.pair(field, format_args!("{value}"));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.pair(field, format_args!("{value}"));
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.pair(field, format_args!("{value}"));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.pair(field, format_args!("{value}"));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.pair(field, format_args!("{:?}", value.to_string()));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        use std::fmt::Write as _;
+        if field.name() == "message" {
+            let _ = write!(self.0, " {value:?}");
+        } else {
+            // Quoted and escaped like a string: Debug output of a type we
+            // do not know may contain anything.
+            self.pair(field, format_args!("{:?}", format!("{value:?}")));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +240,28 @@ mod tests {
         assert!(
             humantime::parse_rfc3339(v["timestamp"].as_str().unwrap()).is_ok(),
             "{v}"
+        );
+    }
+
+    #[test]
+    fn text_lines_quote_strings_so_no_line_can_be_forged() {
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .event_format(TextLines)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let group = "g\"\n2026-01-01T00:00:00Z  INFO forged";
+            tracing::warn!(target: "llm_router::request", group, status = 429u16, ok = false, "request {}", 1);
+        });
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let (stamp, rest) = text.split_once(' ').unwrap();
+        assert!(humantime::parse_rfc3339(stamp).is_ok(), "{text}");
+        assert_eq!(
+            rest,
+            " WARN llm_router::request: request 1 group=\"g\\\"\\n2026-01-01T00:00:00Z  INFO forged\" status=429 ok=false\n"
         );
     }
 }
