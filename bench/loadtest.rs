@@ -6,7 +6,8 @@
 //! - the built-in mock provider (`llm-router mock`, events stamped with
 //!   their send time),
 //! - nginx as a plain reverse proxy in front of it,
-//! - llm-router three times: memory, SQLite and Redis stores,
+//! - llm-router four times: memory, SQLite and Redis stores (logging at
+//!   warn), and memory with the default per-request info lines,
 //!
 //! then measures throughput at fixed concurrency (each run cut into slices
 //! taken in turn across the targets, `--slices`), latency at a fixed rate,
@@ -528,16 +529,22 @@ fn main() -> anyhow::Result<()> {
             cpu_pid: Some(nginx.pid()),
         },
     ];
-    for (name, store) in [
-        ("llm-router memory", "memory".to_string()),
+    // The store rows log at warn, to compare the proxy path alone; the last
+    // row is the default (a JSON line per request at info, formatted and
+    // written, though to /dev/null).
+    for (name, store, log) in [
+        ("llm-router memory", "memory".to_string(), "warn"),
         (
             "llm-router sqlite",
             format!("sqlite://{}/usage.db", dir.path().display()),
+            "warn",
         ),
         (
             "llm-router redis",
             format!("redis://127.0.0.1:{redis_port}/0"),
+            "warn",
         ),
+        ("llm-router memory, info logs", "memory".to_string(), "info"),
     ] {
         let port = free_port();
         let cfg = router_config(dir.path(), port, mock_port, &store)?;
@@ -546,7 +553,8 @@ fn main() -> anyhow::Result<()> {
             Command::new(&bin)
                 .arg("--config")
                 .arg(&cfg)
-                .env("RUST_LOG", "warn")
+                .args(["--log-format", "json"])
+                .env("RUST_LOG", log)
                 .current_dir(dir.path()),
         )?;
         wait_port(port)?;
