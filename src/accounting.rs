@@ -123,10 +123,53 @@ impl Exchange {
         self.settle(end);
     }
 
-    fn settle(&mut self, mut end: End) {
+    fn settle(&mut self, end: End) {
         let Some(reservation) = self.reservation.take() else {
             return;
         };
+        let needs_estimate = end.usage.is_none() && (!end.captured.is_empty() || !end.failed);
+        let settle = Settle {
+            info: self.info.clone(),
+            group: self.group.clone(),
+            candidate: self.candidate,
+            status: self.status,
+            attempts: self.attempts,
+            penalties: self.penalties,
+            metrics: self.metrics.clone(),
+            client: self.client.take(),
+            request_body: std::mem::take(&mut self.request_body),
+            reservation,
+        };
+        match tokio::runtime::Handle::try_current() {
+            // Counting tokens is CPU work in proportion to the text (a long
+            // prompt takes milliseconds): off the worker thread, whose other
+            // connections would wait for it.
+            Ok(runtime) if needs_estimate => {
+                runtime.spawn_blocking(move || settle.run(end));
+            }
+            _ => settle.run(end),
+        }
+    }
+}
+
+/// What settling an exchange needs, owned, so it can run elsewhere.
+struct Settle {
+    info: RequestInfo,
+    group: Arc<Group>,
+    candidate: usize,
+    status: u16,
+    attempts: u32,
+    penalties: (u64, u64),
+    metrics: Arc<Metrics>,
+    client: Option<Arc<crate::clients::Client>>,
+    request_body: bytes::Bytes,
+    reservation: Reservation,
+}
+
+impl Settle {
+    /// Estimates usage if need be, settles the reservation, counts, logs.
+    fn run(self, mut end: End) {
+        let reservation = self.reservation;
         let prompt_estimate = reservation.prompt_estimate();
         let c = &self.group.candidates[self.candidate];
         let mut estimated = false;

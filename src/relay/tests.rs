@@ -72,7 +72,15 @@ fn run(chunks: Vec<Vec<u8>>, strip: bool) -> (Vec<u8>, Totals) {
             .map(|b| b.unwrap().to_vec())
             .concat()
             .await;
-        (out, group.candidates[0].usage.totals())
+        // An estimate settles on the blocking pool: wait for it.
+        let usage = &group.candidates[0].usage;
+        let waited = tokio::time::timeout(Duration::from_secs(5), async {
+            while usage.totals().requests == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+        waited.await.expect("the exchange settles");
+        (out, usage.totals())
     })
 }
 
