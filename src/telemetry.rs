@@ -6,8 +6,8 @@
 //! takes the stdout lock or waits on a slow log pipe. If the queue (128k
 //! lines) ever fills, lines are dropped rather than stalling requests.
 //!
-//! Lines are formatted by two small event formatters, [`JsonLines`] and
-//! [`TextLines`], one buffer per line. tracing-subscriber's own formats
+//! Lines are formatted by [`Lines`], a small event formatter writing one
+//! buffer per line. tracing-subscriber's own formats
 //! built each line through layers of `fmt::Write` adaptors (and, for JSON,
 //! a serde map per event); at the default `info` level, where every request
 //! logs a line, that was 21k (text) to 28k (JSON) instructions per request,
@@ -36,20 +36,20 @@ pub enum LogFormat {
 pub fn init(format: LogFormat) -> WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
+    tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
-    match format {
-        LogFormat::Json => builder.event_format(JsonLines).init(),
-        LogFormat::Text => builder.event_format(TextLines).init(),
-    }
+        .with_writer(writer)
+        .event_format(Lines(format))
+        .init();
     guard
 }
 
-/// One JSON object per event: `{"timestamp","level",<fields>,"target"}`.
-pub struct JsonLines;
+/// The line formatter: one buffer per line, in either format.
+/// JSON: `{"timestamp","level",<fields>,"target"}`; text:
+/// `2026-11-24T10:35:03.648643Z  INFO llm_router::request: request key="v" n=1`.
+pub struct Lines(pub LogFormat);
 
-impl<S, N> FormatEvent<S, N> for JsonLines
+impl<S, N> FormatEvent<S, N> for Lines
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
@@ -61,15 +61,28 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
-        let mut line = JsonObject(Vec::with_capacity(512));
-        line.0.push(b'{');
         let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
-        line.field("timestamp", &now.to_string());
-        line.field("level", meta.level().as_str());
-        event.record(&mut line);
-        line.field("target", meta.target());
-        line.0.extend_from_slice(b"}\n");
-        writer.write_str(std::str::from_utf8(&line.0).map_err(|_| fmt::Error)?)
+        match self.0 {
+            LogFormat::Json => {
+                let mut line = JsonObject(Vec::with_capacity(512));
+                line.0.push(b'{');
+                line.field("timestamp", &now.to_string());
+                line.field("level", meta.level().as_str());
+                event.record(&mut line);
+                line.field("target", meta.target());
+                line.0.extend_from_slice(b"}\n");
+                writer.write_str(std::str::from_utf8(&line.0).map_err(|_| fmt::Error)?)
+            }
+            LogFormat::Text => {
+                use std::fmt::Write as _;
+                let mut line = TextFields(String::with_capacity(256));
+                let (level, target) = (meta.level().as_str(), meta.target());
+                write!(line.0, "{now} {level:>5} {target}:")?;
+                event.record(&mut line);
+                line.0.push('\n');
+                writer.write_str(&line.0)
+            }
+        }
     }
 }
 
@@ -111,36 +124,6 @@ impl Visit for JsonObject {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         // `message` arrives as format arguments, whose Debug is their text.
         self.field(field.name(), &format!("{value:?}"));
-    }
-}
-
-/// `2026-11-24T10:35:03.648643Z  INFO llm_router::request: request key="v" n=1`
-pub struct TextLines;
-
-impl<S, N> FormatEvent<S, N> for TextLines
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        _ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        use std::fmt::Write as _;
-        let meta = event.metadata();
-        let mut line = TextFields(String::with_capacity(256));
-        let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
-        write!(
-            line.0,
-            "{now} {:>5} {}:",
-            meta.level().as_str(),
-            meta.target()
-        )?;
-        event.record(&mut line);
-        line.0.push('\n');
-        writer.write_str(&line.0)
     }
 }
 
@@ -204,15 +187,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn json_lines_have_every_field_escaped_once() {
+    /// What `log` writes, formatted as `format`.
+    fn capture(format: LogFormat, log: impl FnOnce()) -> String {
         let sink = Sink::default();
         let writer = sink.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(move || writer.clone())
-            .event_format(JsonLines)
+            .event_format(Lines(format))
             .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        tracing::subscriber::with_default(subscriber, log);
+        String::from_utf8(sink.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn json_lines_have_every_field_escaped_once() {
+        let text = capture(LogFormat::Json, || {
             let group = "g\"\n1";
             tracing::info!(
                 target: "llm_router::request",
@@ -225,7 +214,6 @@ mod tests {
                 "request"
             );
         });
-        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
         assert!(text.ends_with('\n') && text.lines().count() == 1, "{text}");
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["message"], "request");
@@ -245,17 +233,10 @@ mod tests {
 
     #[test]
     fn text_lines_quote_strings_so_no_line_can_be_forged() {
-        let sink = Sink::default();
-        let writer = sink.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .event_format(TextLines)
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        let text = capture(LogFormat::Text, || {
             let group = "g\"\n2026-01-01T00:00:00Z  INFO forged";
             tracing::warn!(target: "llm_router::request", group, status = 429u16, ok = false, "request {}", 1);
         });
-        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text.lines().count(), 1, "{text}");
         let (stamp, rest) = text.split_once(' ').unwrap();
         assert!(humantime::parse_rfc3339(stamp).is_ok(), "{text}");

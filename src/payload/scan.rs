@@ -1,4 +1,6 @@
-//! Finding one top-level member of a JSON object without parsing the rest.
+//! Byte-level JSON scanning: skipping whole values without parsing them
+//! (request shaping splices around them), and finding one top-level member
+//! of an object without parsing the rest.
 //!
 //! A response body's `usage` is all the router reads of it; deserializing
 //! the whole body to get there (every string validated, every value walked
@@ -6,41 +8,19 @@
 //! together. This scan jumps over strings with `memchr` and only counts
 //! brackets elsewhere; the one value it returns is then parsed properly.
 
+use std::ops::Range;
+
 /// The raw bytes of `key`'s value in the top-level object `body`. `None`
-/// when `body` is not an object, the key is absent, or the scan meets
-/// malformed JSON before finding it. Keys are compared as written: a key
-/// spelled with escapes does not match.
-pub fn top_level_value<'a>(body: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
-    let mut i = skip_ws(body, 0);
-    if body.get(i) != Some(&b'{') {
-        return None;
-    }
-    i += 1;
-    loop {
-        i = skip_ws(body, i);
-        if body.get(i) != Some(&b'"') {
-            return None; // `}` (absent) or malformed
-        }
-        let key_start = i + 1;
-        let key_end = string_end(body, key_start)?;
-        i = skip_ws(body, key_end + 1);
-        if body.get(i) != Some(&b':') {
-            return None;
-        }
-        let value_start = skip_ws(body, i + 1);
-        let value_end = value_end(body, value_start)?;
-        if &body[key_start..key_end] == key {
-            return Some(&body[value_start..value_end]);
-        }
-        i = skip_ws(body, value_end);
-        if body.get(i) != Some(&b',') {
-            return None;
-        }
-        i += 1;
-    }
+/// when `body` is not a well-formed object or the key is absent.
+pub fn top_level_value<'a>(body: &'a [u8], key: &str) -> Option<&'a [u8]> {
+    let members = object_members(body, skip_ws(body, 0))?;
+    members
+        .iter()
+        .find(|m| key_is(body, m, key))
+        .map(|m| &body[m.value.clone()])
 }
 
-fn skip_ws(body: &[u8], mut i: usize) -> usize {
+pub(super) fn skip_ws(body: &[u8], mut i: usize) -> usize {
     while body
         .get(i)
         .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
@@ -50,27 +30,31 @@ fn skip_ws(body: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// The index of the quote closing a string whose content starts at `i`.
-fn string_end(body: &[u8], mut i: usize) -> Option<usize> {
+/// `i` at an opening quote; the index just past the closing quote.
+pub(super) fn string_end(body: &[u8], i: usize) -> Option<usize> {
+    let mut i = i + 1;
     loop {
         let j = i + memchr::memchr2(b'"', b'\\', body.get(i..)?)?;
         if body[j] == b'"' {
-            return Some(j);
+            return Some(j + 1);
         }
         i = j + 2; // the backslash and the character it escapes
     }
 }
 
-/// The index just past the value starting at `i`.
-fn value_end(body: &[u8], i: usize) -> Option<usize> {
+/// `i` at a value's first byte; the index just past the value.
+pub(super) fn value_end(body: &[u8], i: usize) -> Option<usize> {
     match body.get(i)? {
-        b'"' => Some(string_end(body, i + 1)? + 1),
+        b'"' => string_end(body, i),
         b'{' | b'[' => {
             let mut depth = 0usize;
             let mut j = i;
             loop {
                 match body.get(j)? {
-                    b'"' => j = string_end(body, j + 1)?,
+                    b'"' => {
+                        j = string_end(body, j)?;
+                        continue;
+                    }
                     b'{' | b'[' => depth += 1,
                     b'}' | b']' => {
                         depth -= 1;
@@ -95,13 +79,86 @@ fn value_end(body: &[u8], i: usize) -> Option<usize> {
     }
 }
 
+/// One `"key": value` member: where it starts (the key's quote), the key's
+/// raw bytes (between the quotes), and the value.
+pub(super) struct Member {
+    pub start: usize,
+    pub key: Range<usize>,
+    pub value: Range<usize>,
+}
+
+/// Whether the member's key is `name` (decoding escapes if it has any).
+pub(super) fn key_is(body: &[u8], m: &Member, name: &str) -> bool {
+    let raw = &body[m.key.clone()];
+    if raw.contains(&b'\\') {
+        serde_json::from_slice::<String>(&body[m.key.start - 1..m.key.end + 1])
+            .is_ok_and(|k| k == name)
+    } else {
+        raw == name.as_bytes()
+    }
+}
+
+/// The members of the object whose `{` is at `open`.
+pub(super) fn object_members(b: &[u8], open: usize) -> Option<Vec<Member>> {
+    if b.get(open) != Some(&b'{') {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut i = skip_ws(b, open + 1);
+    if b.get(i) == Some(&b'}') {
+        return Some(out);
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = string_end(b, i)?;
+        let colon = skip_ws(b, key_end);
+        if b.get(colon) != Some(&b':') {
+            return None;
+        }
+        let value_start = skip_ws(b, colon + 1);
+        let end = value_end(b, value_start)?;
+        out.push(Member {
+            start: i,
+            key: i + 1..key_end - 1,
+            value: value_start..end,
+        });
+        i = skip_ws(b, end);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => return Some(out),
+            _ => return None,
+        }
+    }
+}
+
+/// The items of the array whose `[` is at `open`.
+pub(super) fn array_items(b: &[u8], open: usize) -> Option<Vec<Range<usize>>> {
+    let mut out = Vec::new();
+    let mut i = skip_ws(b, open + 1);
+    if b.get(i) == Some(&b']') {
+        return Some(out);
+    }
+    loop {
+        let end = value_end(b, i)?;
+        out.push(i..end);
+        i = skip_ws(b, end);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b']') => return Some(out),
+            _ => return None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
     fn find<'a>(body: &'a str, key: &str) -> Option<&'a str> {
-        top_level_value(body.as_bytes(), key.as_bytes()).map(|v| std::str::from_utf8(v).unwrap())
+        top_level_value(body.as_bytes(), key).map(|v| std::str::from_utf8(v).unwrap())
     }
 
     #[test]
@@ -169,16 +226,16 @@ mod tests {
                 serde_json::to_vec(&object).unwrap()
             };
             for (key, value) in &members {
-                let raw = top_level_value(&body, key.as_bytes()).expect("present");
+                let raw = top_level_value(&body, key).expect("present");
                 let parsed: serde_json::Value = serde_json::from_slice(raw).unwrap();
                 prop_assert_eq!(&parsed, value);
             }
-            prop_assert_eq!(top_level_value(&body, b"absent-key"), None);
+            prop_assert_eq!(top_level_value(&body, "absent-key"), None);
         }
 
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-            let _ = top_level_value(&bytes, b"usage");
+            let _ = top_level_value(&bytes, "usage");
         }
     }
 }

@@ -10,6 +10,8 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
+use super::scan::{Member, array_items, key_is, object_members, skip_ws};
+
 /// What a provider wants changed in request bodies.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Shaping {
@@ -105,134 +107,6 @@ impl Shaping {
         }
         out.extend_from_slice(&body[close..]);
         Some(out)
-    }
-}
-
-/// One `"key": value` member: where it starts (the key's quote), the key's
-/// raw bytes (between the quotes), and the value.
-struct Member {
-    start: usize,
-    key: Range<usize>,
-    value: Range<usize>,
-}
-
-fn key_is(body: &[u8], m: &Member, name: &str) -> bool {
-    let raw = &body[m.key.clone()];
-    if raw.contains(&b'\\') {
-        serde_json::from_slice::<String>(&body[m.key.start - 1..m.key.end + 1])
-            .is_ok_and(|k| k == name)
-    } else {
-        raw == name.as_bytes()
-    }
-}
-
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
-    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
-        i += 1;
-    }
-    i
-}
-
-/// `i` at an opening quote; returns the index just past the closing quote.
-fn scan_string(b: &[u8], mut i: usize) -> Option<usize> {
-    i += 1;
-    while i < b.len() {
-        match b[i] {
-            b'\\' => i += 2,
-            b'"' => return Some(i + 1),
-            _ => i += 1,
-        }
-    }
-    None
-}
-
-/// `i` at a value's first byte; returns the index just past the value.
-fn scan_value(b: &[u8], i: usize) -> Option<usize> {
-    match *b.get(i)? {
-        b'"' => scan_string(b, i),
-        b'{' | b'[' => {
-            let mut depth = 0usize;
-            let mut j = i;
-            while j < b.len() {
-                match b[j] {
-                    b'"' => {
-                        j = scan_string(b, j)?;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return Some(j + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                j += 1;
-            }
-            None
-        }
-        _ => {
-            let len = b[i..]
-                .iter()
-                .position(|&c| matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
-                .unwrap_or(b.len() - i);
-            Some(i + len)
-        }
-    }
-}
-
-/// The members of the object whose `{` is at `open`.
-fn object_members(b: &[u8], open: usize) -> Option<Vec<Member>> {
-    if b.get(open) != Some(&b'{') {
-        return None;
-    }
-    let mut out = Vec::new();
-    let mut i = skip_ws(b, open + 1);
-    if b.get(i) == Some(&b'}') {
-        return Some(out);
-    }
-    loop {
-        if b.get(i) != Some(&b'"') {
-            return None;
-        }
-        let key_end = scan_string(b, i)?;
-        let colon = skip_ws(b, key_end);
-        if b.get(colon) != Some(&b':') {
-            return None;
-        }
-        let value_start = skip_ws(b, colon + 1);
-        let value_end = scan_value(b, value_start)?;
-        out.push(Member {
-            start: i,
-            key: i + 1..key_end - 1,
-            value: value_start..value_end,
-        });
-        i = skip_ws(b, value_end);
-        match b.get(i) {
-            Some(b',') => i = skip_ws(b, i + 1),
-            Some(b'}') => return Some(out),
-            _ => return None,
-        }
-    }
-}
-
-/// The items of the array whose `[` is at `open`.
-fn array_items(b: &[u8], open: usize) -> Option<Vec<Range<usize>>> {
-    let mut out = Vec::new();
-    let mut i = skip_ws(b, open + 1);
-    if b.get(i) == Some(&b']') {
-        return Some(out);
-    }
-    loop {
-        let end = scan_value(b, i)?;
-        out.push(i..end);
-        i = skip_ws(b, end);
-        match b.get(i) {
-            Some(b',') => i = skip_ws(b, i + 1),
-            Some(b']') => return Some(out),
-            _ => return None,
-        }
     }
 }
 

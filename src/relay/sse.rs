@@ -150,7 +150,7 @@ fn memchr_usage(data: &[u8]) -> bool {
 
 /// Reads usage from a whole (non-streaming) JSON response body.
 pub fn body_usage(body: &[u8]) -> Option<TokenUsage> {
-    let raw = crate::payload::scan::top_level_value(body, b"usage")?;
+    let raw = crate::payload::scan::top_level_value(body, "usage")?;
     serde_json::from_slice::<Option<Usage>>(raw)
         .ok()?
         .map(Into::into)
