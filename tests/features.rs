@@ -349,24 +349,27 @@ async fn missing_upstream_usage_is_estimated_with_tiktoken_and_marked() {
     let router = RouterProcess::start(&base(&up, ""));
     let r = chat(&router, json!({"model": "g", "messages": [{"role": "user", "content": "Count these tokens please"}]})).await;
     assert_eq!(r.status(), 200);
-    let text = chat(
+    let plain_id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let r = chat(
         &router,
         json!({"model": "g", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
     )
-    .await
-    .text()
-    .await
-    .unwrap();
-    assert!(text.contains("[DONE]"));
+    .await;
+    let stream_id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(r.text().await.unwrap().contains("[DONE]"));
+    // Estimates settle off the request path, so the lines may come in
+    // either order: find each by its request id.
     let logs = router.wait_request_logs(2).await;
     for l in &logs {
         assert_eq!(l["usage_estimated"], true, "{l}");
     }
+    let line = |id: &str| logs.iter().find(|l| l["request_id"] == id).unwrap().clone();
+    let (plain, stream) = (line(&plain_id), line(&stream_id));
     // "hello from upstream" is 3 o200k tokens; the prompt text is 5 + newline.
-    assert_eq!(logs[0]["completion_tokens"], 3);
-    assert!(logs[0]["prompt_tokens"].as_u64().unwrap() >= 4);
+    assert_eq!(plain["completion_tokens"], 3);
+    assert!(plain["prompt_tokens"].as_u64().unwrap() >= 4);
     // The stream's five "w0 … w4" deltas are counted from their text.
-    assert!(logs[1]["completion_tokens"].as_u64().unwrap() >= 5);
+    assert!(stream["completion_tokens"].as_u64().unwrap() >= 5);
     let report: Value = admin_get(&router, "/admin/usage", ADMIN_KEY)
         .await
         .json()
