@@ -1,6 +1,5 @@
 //! `GET /admin/usage` and `POST /admin/usage/reset`.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::Json;
@@ -53,27 +52,19 @@ pub struct UsageReport {
 /// Everything the admin API and dashboard show, from the current table.
 pub fn report(app: &AppState) -> UsageReport {
     let runtime = app.runtime();
-    let mut seen = HashSet::new();
-    let mut usage = Vec::new();
-    for name in &runtime.routes.group_order {
-        let Some(group) = runtime.routes.group(name) else {
-            continue;
-        };
-        for c in &group.candidates {
-            if !seen.insert(Arc::as_ptr(&c.usage)) {
-                continue;
-            }
-            usage.push(UsageRow {
-                provider: c.provider.name.clone(),
-                key: c.key.alias.clone(),
-                fingerprint: c.key.fingerprint.clone(),
-                model: c.model.clone(),
-                totals: c.usage.totals(),
-                routing_usage: c.usage.load(),
-                health: c.health.state(),
-            });
-        }
-    }
+    let usage = runtime
+        .routes
+        .distinct_candidates()
+        .map(|c| UsageRow {
+            provider: c.provider.name.clone(),
+            key: c.key.alias.clone(),
+            fingerprint: c.key.fingerprint.clone(),
+            model: c.model.clone(),
+            totals: c.usage.totals(),
+            routing_usage: c.usage.load(),
+            health: c.health.state(),
+        })
+        .collect();
     let providers = runtime
         .routes
         .providers
@@ -122,14 +113,11 @@ pub struct ResetFilter {
 /// The usage keys a filter selects, among the current config's keys.
 pub fn select(app: &AppState, filter: &ResetFilter) -> Vec<UsageKey> {
     let runtime = app.runtime();
-    let mut keys = Vec::new();
-    let mut seen = HashSet::new();
-    for name in &runtime.routes.group_order {
-        let Some(group) = runtime.routes.group(name) else {
-            continue;
-        };
-        for c in &group.candidates {
-            let matches = filter
+    runtime
+        .routes
+        .distinct_candidates()
+        .filter(|c| {
+            filter
                 .provider
                 .as_deref()
                 .is_none_or(|p| *c.provider.name == *p)
@@ -137,18 +125,14 @@ pub fn select(app: &AppState, filter: &ResetFilter) -> Vec<UsageKey> {
                     .key
                     .as_deref()
                     .is_none_or(|k| *c.key.alias == *k || *c.key.fingerprint == *k)
-                && filter.model.as_deref().is_none_or(|m| *c.model == *m);
-            let key = UsageKey {
-                provider: c.provider.name.clone(),
-                key_fingerprint: c.key.fingerprint.clone(),
-                model: c.model.clone(),
-            };
-            if matches && seen.insert(key.clone()) {
-                keys.push(key);
-            }
-        }
-    }
-    keys
+                && filter.model.as_deref().is_none_or(|m| *c.model == *m)
+        })
+        .map(|c| UsageKey {
+            provider: c.provider.name.clone(),
+            key_fingerprint: c.key.fingerprint.clone(),
+            model: c.model.clone(),
+        })
+        .collect()
 }
 
 pub async fn reset(State(app): State<AppState>, body: Bytes) -> Response {

@@ -34,26 +34,22 @@ pub async fn health() -> Response {
 pub async fn metrics(State(app): State<AppState>) -> Response {
     let m = &app.metrics;
     let runtime = app.runtime();
-    for name in &runtime.routes.group_order {
-        let Some(group) = runtime.routes.group(name) else {
-            continue;
+    // Labels are (provider, key, model): one series per distinct candidate.
+    for c in runtime.routes.distinct_candidates() {
+        let labels = CandidateLabels {
+            provider: c.provider.name.to_string(),
+            key: c.key.alias.to_string(),
+            model: c.model.to_string(),
         };
-        for c in &group.candidates {
-            let labels = CandidateLabels {
-                provider: c.provider.name.to_string(),
-                key: c.key.alias.to_string(),
-                model: c.model.to_string(),
-            };
-            m.cooldown
-                .get_or_create(&labels)
-                .set(i64::from(c.health.state().cooling_down));
-            m.key_cooldown
-                .get_or_create(&CandidateLabels {
-                    model: "*".into(),
-                    ..labels
-                })
-                .set(i64::from(c.key.health.state().cooling_down));
-        }
+        m.cooldown
+            .get_or_create(&labels)
+            .set(i64::from(c.health.state().cooling_down));
+        m.key_cooldown
+            .get_or_create(&CandidateLabels {
+                model: "*".into(),
+                ..labels
+            })
+            .set(i64::from(c.key.health.state().cooling_down));
     }
     for p in &runtime.routes.providers {
         m.provider_up

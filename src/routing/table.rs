@@ -1,6 +1,6 @@
 //! The routing table: groups, providers, keys and candidates.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -320,6 +320,18 @@ impl Routes {
     /// A configured group by name (not aliases or direct names).
     pub fn group(&self, name: &str) -> Option<&Arc<Group>> {
         self.groups.get(name)
+    }
+
+    /// Every configured candidate once, in config order. A provider key and
+    /// model serving several groups is one candidate per group but one
+    /// usage cell: it is listed once, as its first group has it.
+    pub fn distinct_candidates(&self) -> impl Iterator<Item = &Candidate> {
+        let mut seen = HashSet::new();
+        self.group_order
+            .iter()
+            .filter_map(|name| self.group(name))
+            .flat_map(|g| g.candidates.iter())
+            .filter(move |c| seen.insert(Arc::as_ptr(&c.usage)))
     }
 
     /// What a client's `model` names: a group, an alias of one, or a

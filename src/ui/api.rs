@@ -116,26 +116,17 @@ pub async fn state(State(app): State<AppState>) -> Response {
         })
         .collect();
     let runtime = app.runtime();
-    let mut latencies = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for name in &runtime.routes.group_order {
-        for c in runtime
-            .routes
-            .group(name)
-            .map(|g| &g.candidates[..])
-            .unwrap_or(&[])
-        {
-            if seen.insert(Arc::as_ptr(&c.usage)) {
-                latencies.push(LatencyRow {
-                    provider: c.provider.name.clone(),
-                    key: c.key.alias.clone(),
-                    model: c.model.clone(),
-                    latency: latency(&c.metrics.duration),
-                    first_token: latency(&c.metrics.first_token),
-                });
-            }
-        }
-    }
+    let latencies: Vec<_> = runtime
+        .routes
+        .distinct_candidates()
+        .map(|c| LatencyRow {
+            provider: c.provider.name.clone(),
+            key: c.key.alias.clone(),
+            model: c.model.clone(),
+            latency: latency(&c.metrics.duration),
+            first_token: latency(&c.metrics.first_token),
+        })
+        .collect();
     let body = serde_json::json!({
         "report": report(&app),
         "latency": latencies,
