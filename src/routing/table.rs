@@ -38,14 +38,19 @@ impl Provider {
     /// normalised as a URL (punycode hosts, percent-encoding) first. `None`
     /// only for a base URL that validation would have refused.
     pub fn uri(&self, path: &str) -> Option<http::Uri> {
-        let url = url::Url::parse(&format!("{}{path}", self.base_url)).ok()?;
-        http::Uri::try_from(url.as_str()).ok()
+        join_uri(&self.base_url, path)
     }
 
     /// The upstream URI of an endpoint (a cheap, reference-counted clone).
     pub fn endpoint_uri(&self, endpoint: Endpoint) -> Option<&http::Uri> {
         self.endpoint_uris[endpoint as usize].as_ref()
     }
+}
+
+/// `base` + `path` as a URI, normalised as a URL first.
+fn join_uri(base: &str, path: &str) -> Option<http::Uri> {
+    let url = url::Url::parse(&format!("{base}{path}")).ok()?;
+    http::Uri::try_from(url.as_str()).ok()
 }
 
 /// One provider API key. Its value exists only inside `authorization`, a
@@ -245,10 +250,7 @@ impl Routes {
                 }
                 let base_url = p.base_url.trim_end_matches('/').to_string();
                 Arc::new(Provider {
-                    endpoint_uris: Endpoint::ALL.map(|e| {
-                        let url = url::Url::parse(&format!("{base_url}{}", e.path())).ok()?;
-                        http::Uri::try_from(url.as_str()).ok()
-                    }),
+                    endpoint_uris: Endpoint::ALL.map(|e| join_uri(&base_url, e.path())),
                     base_url,
                     health: health.cell(&name, &Arc::from(""), None),
                     health_check: p.health_check.clone(),
