@@ -203,22 +203,11 @@ pub async fn serve_workers(
 
 /// Binds a listener with a deep accept backlog (4096; the kernel caps it at
 /// `net.core.somaxconn`), so a burst of new connections is not dropped into
-/// SYN retries, which clients see as one-second stalls.
+/// SYN retries, which clients see as one-second stalls. One socket of
+/// [`bind_workers`], for the admin listener and the mock.
 pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
-    let mut last = None;
-    for a in tokio::net::lookup_host(addr).await? {
-        let socket = if a.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        socket.set_reuseaddr(true)?;
-        match socket.bind(a).and_then(|()| socket.listen(4096)) {
-            Ok(listener) => return Ok(listener),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| std::io::Error::other(format!("{addr} resolves to no address"))))
+    let listener = bind_workers(addr, 1).await?.pop();
+    TcpListener::from_std(listener.ok_or_else(|| std::io::Error::other("no listener bound"))?)
 }
 
 /// Resolves on SIGTERM or SIGINT.
