@@ -114,7 +114,17 @@ impl EventEncoder {
         }
     }
 
-    /// Ends the compressed stream, returning its trailer.
+    /// Compresses `data` without flushing: its bytes come with the next
+    /// flush or [`Self::finish`].
+    pub async fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Self::Br(e) => e.write_all(data).await,
+            Self::Zstd(e) => e.write_all(data).await,
+            Self::Gzip(e) => e.write_all(data).await,
+        }
+    }
+
+    /// Ends the compressed stream, returning what it has not yet returned.
     pub async fn finish(&mut self) -> std::io::Result<Bytes> {
         match self {
             Self::Br(e) => shutdown(&mut **e).await,
@@ -126,16 +136,9 @@ impl EventEncoder {
 
 /// Compresses a whole body in one go (no intermediate flush).
 pub async fn whole(encoding: Encoding, body: &[u8]) -> std::io::Result<Bytes> {
-    async fn run<W: IntoVec>(mut w: W, body: &[u8]) -> std::io::Result<Bytes> {
-        w.write_all(body).await?;
-        shutdown(&mut w).await
-    }
-    let level = Level::Fastest;
-    match encoding {
-        Encoding::Br => run(BrotliEncoder::with_quality(Vec::new(), level), body).await,
-        Encoding::Zstd => run(ZstdEncoder::with_quality(Vec::new(), level), body).await,
-        Encoding::Gzip => run(GzipEncoder::with_quality(Vec::new(), level), body).await,
-    }
+    let mut encoder = EventEncoder::new(encoding);
+    encoder.write(body).await?;
+    encoder.finish().await
 }
 
 trait IntoVec: tokio::io::AsyncWrite + Unpin {
