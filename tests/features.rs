@@ -75,14 +75,7 @@ async fn client_keys_are_scoped_and_their_usage_tracked() {
         (team_a["tokens"].as_u64(), team_a["requests"].as_u64()),
         (Some(16), Some(1))
     );
-    let metrics = client()
-        .get(router.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&router).await;
     assert!(
         metrics.contains(r#"llm_router_client_tokens_total{client="team-a"} 16"#),
         "{metrics}"
@@ -308,22 +301,7 @@ async fn aliases_and_direct_addressing_reach_the_right_model() {
     let router = RouterProcess::start(&cfg);
     assert_eq!(chat(&router, hello("gpt-4o")).await.status(), 200);
     assert_eq!(up.requests()[0].body["model"], "m");
-    let models: Value = client()
-        .get(router.url("/v1/models"))
-        .bearer_auth(CLIENT_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ids: Vec<&str> = models["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, ["g", "gpt-4o"]);
+    assert_eq!(model_ids(&router).await, ["g", "gpt-4o"]);
 
     up.clear();
     for _ in 0..2 {
@@ -382,14 +360,7 @@ async fn missing_upstream_usage_is_estimated_with_tiktoken_and_marked() {
         .find(|r| r["model"] == "m")
         .unwrap();
     assert_eq!(row["estimated"], 2);
-    let metrics = client()
-        .get(router.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&router).await;
     assert!(
         metrics.contains(
             r#"llm_router_estimated_usage_requests_total{provider="p",key="p#0",model="m"} 2"#

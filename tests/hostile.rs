@@ -53,15 +53,20 @@ async fn healthy(addr: SocketAddr) {
     assert_eq!(status, 200, "router unhealthy after a hostile request");
 }
 
-#[tokio::test]
-async fn hostile_requests_get_clear_statuses_and_the_router_survives() {
+/// A router over one mock provider, with a 500 ms header read timeout.
+async fn router_with_header_timeout() -> (MockUpstream, RouterProcess) {
     let up = MockUpstream::start().await;
     let cfg = config(
         &[("p", &up.base_url(), &["k"])],
         &[(1, "p", "m")],
         "timeouts: {header_read: 500ms}",
     );
-    let router = RouterProcess::start(&cfg);
+    (up, RouterProcess::start(&cfg))
+}
+
+#[tokio::test]
+async fn hostile_requests_get_clear_statuses_and_the_router_survives() {
+    let (up, router) = router_with_header_timeout().await;
     let addr = router.addr;
     let deep = format!(r#"{{"model":"g","x":{}}}"#, "[".repeat(5000));
     let long_model = format!(r#"{{"model":"{}"}}"#, "m".repeat(10_000));
@@ -143,13 +148,7 @@ async fn hostile_requests_get_clear_statuses_and_the_router_survives() {
 
 #[tokio::test]
 async fn slowloris_connections_are_closed_after_the_header_timeout() {
-    let up = MockUpstream::start().await;
-    let cfg = config(
-        &[("p", &up.base_url(), &["k"])],
-        &[(1, "p", "m")],
-        "timeouts: {header_read: 500ms}",
-    );
-    let router = RouterProcess::start(&cfg);
+    let (_up, router) = router_with_header_timeout().await;
     let mut s = TcpStream::connect(router.addr).await.unwrap();
     s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         .await

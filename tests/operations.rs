@@ -16,17 +16,6 @@ fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-async fn scrape(router: &RouterProcess) -> String {
-    client()
-        .get(router.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_scrape_after_known_traffic_shows_exact_counts() {
     let up = MockUpstream::start().await;
@@ -36,14 +25,7 @@ async fn a_scrape_after_known_traffic_shows_exact_counts() {
         "store: memory",
     );
     let router = RouterProcess::start(&cfg);
-    up.set(
-        "k2",
-        Behavior::Status {
-            code: 500,
-            body: "{}".into(),
-            headers: vec![],
-        },
-    );
+    up.set("k2", Behavior::status(500));
     for _ in 0..3 {
         assert_eq!(chat(&router, hello("g")).await.status(), 200);
     }
@@ -59,7 +41,7 @@ async fn a_scrape_after_known_traffic_shows_exact_counts() {
     assert_eq!(chat(&router, hello("nope")).await.status(), 404);
     router.wait_request_logs(5).await;
 
-    let m = scrape(&router).await;
+    let m = metrics_text(&router).await;
     let ok =
         r#"llm_router_requests_total{group="g",provider="p",model="m",key="p#0",status="200"}"#;
     assert_eq!(metric(&m, ok), Some(4.0), "{m}");
@@ -146,14 +128,7 @@ async fn ready_reports_store_and_usable_candidates() {
         (json!(true), json!("ok"), json!(true))
     );
     // The only key fails: nothing is usable until its cooldown ends.
-    up.set(
-        "k1",
-        Behavior::Status {
-            code: 503,
-            body: "{}".into(),
-            headers: vec![],
-        },
-    );
+    up.set("k1", Behavior::status(503));
     assert_eq!(chat(&router, hello("g")).await.status(), 502);
     let r = client().get(router.url("/ready")).send().await.unwrap();
     assert_eq!(r.status(), 503);
@@ -165,24 +140,6 @@ fn two_group_config(up: &MockUpstream, second_model: &str) -> String {
         "host: 127.0.0.1\nport: 0\napi_key: {CLIENT_KEY}\nadmin_key: {ADMIN_KEY}\nstore: memory\ngroups:\n  - name: g\n    models: [{{weight: 1, provider: p, name: m}}]\n  - name: h\n    models: [{{weight: 1, provider: p, name: {second_model}}}]\nproviders:\n  - {{name: p, base_url: {:?}, api_keys: [k1, k2]}}\n",
         up.base_url()
     )
-}
-
-async fn group_names(router: &RouterProcess) -> Vec<String> {
-    let v: Value = client()
-        .get(router.url("/v1/models"))
-        .bearer_auth(CLIENT_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[tokio::test]
@@ -223,7 +180,7 @@ async fn a_file_change_reloads_and_an_invalid_one_is_rejected() {
     );
     std::fs::write(&path, with_extra).unwrap();
     wait_for("the new group", Duration::from_secs(10), async || {
-        group_names(&router).await.contains(&"extra".to_string())
+        model_ids(&router).await.contains(&"extra".to_string())
     })
     .await;
 
@@ -233,9 +190,9 @@ async fn a_file_change_reloads_and_an_invalid_one_is_rejected() {
         router.logs().contains("config reload rejected")
     })
     .await;
-    assert_eq!(group_names(&router).await, ["extra", "g", "h"]);
+    assert_eq!(model_ids(&router).await, ["extra", "g", "h"]);
     assert_eq!(chat(&router, hello("extra")).await.status(), 200);
-    let m = scrape(&router).await;
+    let m = metrics_text(&router).await;
     assert_eq!(
         metric(&m, r#"llm_router_config_reloads_total{outcome="rejected"}"#),
         Some(1.0)

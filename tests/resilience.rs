@@ -45,22 +45,8 @@ async fn a_rate_limited_key_cools_down_while_the_other_serves() {
 #[tokio::test]
 async fn every_key_failing_gives_one_clear_error() {
     let (up, router) = two_keys("").await;
-    up.set(
-        "k1",
-        Behavior::Status {
-            code: 503,
-            body: "{}".into(),
-            headers: vec![],
-        },
-    );
-    up.set(
-        "k2",
-        Behavior::Status {
-            code: 500,
-            body: "{}".into(),
-            headers: vec![],
-        },
-    );
+    up.set("k1", Behavior::status(503));
+    up.set("k2", Behavior::status(500));
     let started = Instant::now();
     let r = chat(&router, hello("g")).await;
     assert_eq!(r.status(), 502);

@@ -43,6 +43,17 @@ pub enum Behavior {
     NoUsage,
 }
 
+impl Behavior {
+    /// This status with a `{}` body and no extra headers.
+    pub fn status(code: u16) -> Self {
+        Self::Status {
+            code,
+            body: "{}".into(),
+            headers: vec![],
+        }
+    }
+}
+
 /// A request the mock received.
 #[derive(Clone, Debug)]
 pub struct Recorded {
@@ -598,6 +609,37 @@ pub async fn admin_get(router: &RouterProcess, path: &str, key: &str) -> reqwest
         .send()
         .await
         .unwrap()
+}
+
+/// The router's Prometheus text.
+pub async fn metrics_text(router: &RouterProcess) -> String {
+    client()
+        .get(router.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The ids `/v1/models` lists, in order.
+pub async fn model_ids(router: &RouterProcess) -> Vec<String> {
+    let v: Value = client()
+        .get(router.url("/v1/models"))
+        .bearer_auth(CLIENT_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// A config with one group `g` over the given providers and models.
