@@ -63,13 +63,8 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
     let mut client_names = HashSet::new();
     for (i, c) in config.client_keys.iter().enumerate() {
         let at = format!("client_keys[{i}]");
-        if c.name.is_empty() {
-            push(format!("{at}.name"), "must not be empty".into());
-        } else if !client_names.insert(c.name.as_str()) {
-            push(
-                format!("{at}.name"),
-                format!("duplicate client name {:?}", c.name),
-            );
+        if let Some(why) = name_problem(&mut client_names, &c.name, "client") {
+            push(format!("{at}.name"), why);
         }
         if c.key.is_empty() {
             push(format!("{at}.key"), "must not be empty".into());
@@ -105,13 +100,8 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
     let mut provider_names = HashSet::new();
     for (i, provider) in config.providers.iter().enumerate() {
         let at = format!("providers[{i}]");
-        if provider.name.is_empty() {
-            push(format!("{at}.name"), "must not be empty".into());
-        } else if !provider_names.insert(provider.name.as_str()) {
-            push(
-                format!("{at}.name"),
-                format!("duplicate provider name {:?}", provider.name),
-            );
+        if let Some(why) = name_problem(&mut provider_names, &provider.name, "provider") {
+            push(format!("{at}.name"), why);
         }
         if let Err(why) = check_base_url(&provider.base_url) {
             push(format!("{at}.base_url"), why);
@@ -202,13 +192,8 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
     let mut group_names = HashSet::new();
     for (g, group) in config.groups.iter().enumerate() {
         let at = format!("groups[{g}]");
-        if group.name.is_empty() {
-            push(format!("{at}.name"), "must not be empty".into());
-        } else if !group_names.insert(group.name.as_str()) {
-            push(
-                format!("{at}.name"),
-                format!("duplicate group name {:?}", group.name),
-            );
+        if let Some(why) = name_problem(&mut group_names, &group.name, "group") {
+            push(format!("{at}.name"), why);
         }
         if group.models.is_empty() {
             push(
@@ -320,6 +305,17 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
         );
     }
     problems
+}
+
+/// A name must be non-empty and unique among its kind (`seen` so far).
+fn name_problem<'a>(seen: &mut HashSet<&'a str>, name: &'a str, kind: &str) -> Option<String> {
+    if name.is_empty() {
+        Some("must not be empty".into())
+    } else if !seen.insert(name) {
+        Some(format!("duplicate {kind} name {name:?}"))
+    } else {
+        None
+    }
 }
 
 fn check_base_url(raw: &str) -> Result<(), String> {
