@@ -188,13 +188,12 @@ where
 
     let deadline = Instant::now() + config.timeouts.total;
     let penalties = (config.request_penalty, config.error_penalty);
-    let forwarded = upstream::forward_request_headers(&headers);
     let plan = Plan {
         group: &group,
         endpoint,
         parsed: &parsed,
         body: &body,
-        headers: &forwarded,
+        headers: &headers,
         max_attempts: config.retries.max_attempts,
         first_byte: config.timeouts.first_byte,
         deadline,

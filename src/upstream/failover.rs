@@ -26,6 +26,7 @@ pub struct Plan<'a> {
     pub endpoint: Endpoint,
     pub parsed: &'a Parsed,
     pub body: &'a Bytes,
+    /// The client's headers (filtered per attempt by `forward_request_headers`).
     pub headers: &'a HeaderMap,
     pub max_attempts: u32,
     pub first_byte: Duration,
@@ -175,7 +176,7 @@ fn request_for(plan: &Plan<'_>, c: &Candidate) -> Option<http::Request<RequestBo
     if let Some(shaped) = c.provider.shaping.apply(&body) {
         body = shaped;
     }
-    let mut headers = plan.headers.clone();
+    let mut headers = super::forward_request_headers(plan.headers);
     for (name, value) in &c.provider.headers {
         headers.insert(name.clone(), value.clone());
     }
