@@ -56,11 +56,6 @@ pub fn routers(app: AppState) -> (Router, Option<Router>) {
     )
 }
 
-/// The public service alone (with every route, if there is no admin listener).
-pub fn router(app: AppState) -> Router {
-    routers(app).0
-}
-
 fn finish(router: Router<AppState>, app: AppState) -> Router {
     router
         .fallback(not_found)
