@@ -127,8 +127,8 @@ impl ClientState {
         (req, tok)
     }
 
-    pub fn add_tokens(&self, tokens: u64) {
-        self.roll(now_secs_f64());
+    fn add_tokens(&self, tokens: u64, now: f64) {
+        self.roll(now);
         self.tok_cur.fetch_add(tokens, Relaxed);
     }
 }
@@ -143,7 +143,11 @@ impl Client {
 
     /// Admits a request that will use about `prompt_tokens`, or says why not.
     pub fn admit(&self, prompt_tokens: u64) -> Result<RateHeaders, Limited> {
-        let now = now_secs_f64();
+        self.admit_at(prompt_tokens, now_secs_f64())
+    }
+
+    /// [`Self::admit`] at `now` (Unix seconds).
+    fn admit_at(&self, prompt_tokens: u64, now: f64) -> Result<RateHeaders, Limited> {
         let (req_rate, tok_rate) = self.state.rates(now);
         let reset = 60.0 - now % 60.0;
         let mut headers = Vec::new();
@@ -211,13 +215,21 @@ impl Client {
 
     /// Counts the tokens a finished request used.
     pub fn record_tokens(&self, tokens: u64) {
-        self.state.add_tokens(tokens);
+        self.record_tokens_at(tokens, now_secs_f64());
+    }
+
+    fn record_tokens_at(&self, tokens: u64, now: f64) {
+        self.state.add_tokens(tokens, now);
         self.tokens_metric.inc_by(tokens);
     }
 
     /// Limits, for the admin API.
     pub fn view(&self) -> serde_json::Value {
-        let (rpm_now, tpm_now) = self.state.rates(now_secs_f64());
+        self.view_at(now_secs_f64())
+    }
+
+    fn view_at(&self, now: f64) -> serde_json::Value {
+        let (rpm_now, tpm_now) = self.state.rates(now);
         let t = self.usage.totals();
         serde_json::json!({
             "name": &*self.name,
@@ -339,5 +351,214 @@ mod tests {
         // Two minutes later, nothing counts.
         let (req, _) = s.rates(t0 + 200.0);
         assert_eq!(req, 0.0);
+    }
+
+    use crate::config::Format;
+    use crate::usage::{Settlement, TokenUsage};
+
+    const KEYS: &str = "api_key: master-key\nclient_keys:\n  - {name: team-a, key: key-a, rpm: 2, tpm: 1000, budget_tokens: 5000, groups: [g, fast]}\n  - {name: team-b, key: key-b}\ngroups:\n  - name: g\n    models: [{provider: p, name: m}]\naliases: {fast: g}\nproviders:\n  - {name: p, base_url: \"http://a\", api_keys: [ka]}\n";
+
+    fn clients() -> (Clients, Metrics) {
+        let config = Config::parse(KEYS, Format::Yaml).unwrap();
+        assert!(config.validate().is_empty());
+        let metrics = Metrics::new();
+        let clients = Clients::build(&config, &ClientBook::default(), &Ledger::new(), &metrics);
+        (clients, metrics)
+    }
+
+    fn team_a(clients: &Clients) -> Arc<Client> {
+        clients
+            .identify(b"key-a")
+            .unwrap()
+            .client()
+            .unwrap()
+            .clone()
+    }
+
+    /// 15 s into a minute.
+    const T0: f64 = 29_000_000.0 * 60.0 + 15.0;
+
+    fn header<'a>(h: &'a RateHeaders, name: &str) -> &'a str {
+        h.0.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap()
+    }
+
+    #[test]
+    fn keys_identify_their_caller() {
+        let (clients, _) = clients();
+        assert!(matches!(
+            clients.identify(b"master-key"),
+            Some(Caller::Master)
+        ));
+        assert!(clients.identify(b"master-key").unwrap().client().is_none());
+        assert_eq!(&*team_a(&clients).name, "team-a");
+        let b = clients.identify(b"key-b").unwrap();
+        assert_eq!(&*b.client().unwrap().name, "team-b");
+        assert!(clients.identify(b"key-c").is_none());
+        assert!(clients.identify(b"").is_none());
+        assert_eq!(clients.list().len(), 2);
+    }
+
+    #[test]
+    fn scopes_name_groups_or_the_alias_asked_for() {
+        let (clients, _) = clients();
+        let a = team_a(&clients);
+        assert!(a.may_use("g", "g"));
+        assert!(a.may_use("other", "fast"));
+        assert!(!a.may_use("other", "other"));
+        let b = clients.identify(b"key-b").unwrap();
+        assert!(b.client().unwrap().may_use("anything", "at-all"));
+    }
+
+    #[test]
+    fn requests_per_minute_are_admitted_up_to_the_limit() {
+        let (clients, metrics) = clients();
+        let a = team_a(&clients);
+        let first = a.admit_at(10, T0).unwrap();
+        assert_eq!(header(&first, "x-ratelimit-limit-requests"), "2");
+        assert_eq!(header(&first, "x-ratelimit-remaining-requests"), "1");
+        assert_eq!(header(&first, "x-ratelimit-reset-requests"), "45s");
+        assert_eq!(header(&first, "x-ratelimit-limit-tokens"), "1000");
+        assert_eq!(header(&first, "x-ratelimit-remaining-tokens"), "1000");
+        let second = a.admit_at(10, T0 + 1.0).unwrap();
+        assert_eq!(header(&second, "x-ratelimit-remaining-requests"), "0");
+        let refused = a.admit_at(10, T0 + 2.0).unwrap_err();
+        assert!(
+            refused.message.contains("team-a") && refused.message.contains("2 requests"),
+            "{}",
+            refused.message
+        );
+        assert_eq!(refused.retry_after_secs, Some(43));
+        assert!(!refused.quota_exhausted);
+        assert_eq!(
+            header(&refused.headers, "x-ratelimit-remaining-requests"),
+            "0"
+        );
+        let text = metrics.encode();
+        assert!(
+            text.contains("llm_router_client_requests_total{client=\"team-a\"} 2"),
+            "{text}"
+        );
+        // Late in the next minute, the old one has almost slid away.
+        assert!(a.admit_at(10, T0 + 100.0).is_ok());
+    }
+
+    #[test]
+    fn tokens_per_minute_count_recorded_tokens_and_the_prompt() {
+        let (clients, _) = clients();
+        let a = team_a(&clients);
+        a.record_tokens_at(900, T0);
+        let ok = a.admit_at(100, T0 + 1.0).unwrap();
+        assert_eq!(header(&ok, "x-ratelimit-remaining-tokens"), "100");
+        let refused = a.admit_at(101, T0 + 1.0).unwrap_err();
+        assert!(
+            refused.message.contains("1000 tokens"),
+            "{}",
+            refused.message
+        );
+        assert!(!refused.quota_exhausted);
+        // 15 s into the next minute, three quarters of 900 still count.
+        let refused = a.admit_at(400, T0 + 60.0).unwrap_err();
+        assert_eq!(refused.retry_after_secs, Some(45));
+        assert!(a.admit_at(300, T0 + 60.0).is_ok());
+    }
+
+    #[test]
+    fn a_spent_budget_is_a_quota_error_without_retry() {
+        let (clients, _) = clients();
+        let a = team_a(&clients);
+        a.usage.reserve(0).settle(Settlement {
+            usage: Some(TokenUsage {
+                prompt_tokens: 4_999,
+                completion_tokens: 0,
+                total_tokens: 4_999,
+            }),
+            ..Default::default()
+        });
+        assert!(a.admit_at(0, T0).is_ok());
+        a.usage.reserve(0).settle(Settlement {
+            usage: Some(TokenUsage {
+                prompt_tokens: 1,
+                completion_tokens: 0,
+                total_tokens: 1,
+            }),
+            ..Default::default()
+        });
+        let refused = a.admit_at(0, T0 + 30.0).unwrap_err();
+        assert!(refused.quota_exhausted);
+        assert_eq!(refused.retry_after_secs, None);
+        assert!(
+            refused.message.contains("5000 tokens"),
+            "{}",
+            refused.message
+        );
+    }
+
+    #[test]
+    fn a_client_without_limits_is_always_admitted_with_no_headers() {
+        let (clients, _) = clients();
+        let b = clients
+            .identify(b"key-b")
+            .unwrap()
+            .client()
+            .unwrap()
+            .clone();
+        for i in 0..50 {
+            let h = b.admit_at(1_000_000, T0 + f64::from(i)).unwrap();
+            assert_eq!(h, RateHeaders::default());
+        }
+    }
+
+    #[test]
+    fn rate_headers_are_written_into_the_response() {
+        let (clients, _) = clients();
+        let h = team_a(&clients).admit_at(0, T0).unwrap();
+        let mut out = HeaderMap::new();
+        h.apply(&mut out);
+        assert_eq!(out["x-ratelimit-limit-requests"], "2");
+        assert_eq!(out["x-ratelimit-reset-tokens"], "45s");
+        assert_eq!(out.len(), 6);
+    }
+
+    #[test]
+    fn the_admin_view_shows_limits_and_current_rates() {
+        let (clients, metrics) = clients();
+        let a = team_a(&clients);
+        a.admit_at(0, T0).unwrap();
+        a.record_tokens_at(120, T0);
+        let v = a.view_at(T0 + 1.0);
+        assert_eq!(v["name"], "team-a");
+        assert_eq!(v["rpm"], 2);
+        assert_eq!(v["tpm"], 1000);
+        assert_eq!(v["budget_tokens"], 5000);
+        assert_eq!(v["groups"], serde_json::json!(["g", "fast"]));
+        assert_eq!(v["requests_last_minute"], 1.0);
+        assert_eq!(v["tokens_last_minute"], 120.0);
+        assert!(
+            metrics
+                .encode()
+                .contains("llm_router_client_tokens_total{client=\"team-a\"} 120")
+        );
+    }
+
+    #[test]
+    fn a_gap_of_minutes_empties_both_buckets() {
+        let s = ClientState::default();
+        s.roll(T0);
+        s.req_cur.store(30, Relaxed);
+        s.tok_cur.store(300, Relaxed);
+        assert_eq!(s.rates(T0 + 30.0), (30.0, 300.0));
+        // The next minute: the previous bucket weighs what still overlaps.
+        let (req, tok) = s.rates(T0 + 60.0);
+        assert!(
+            (req - 22.5).abs() < 1e-9 && (tok - 225.0).abs() < 1e-9,
+            "{req} {tok}"
+        );
+        s.req_cur.store(8, Relaxed);
+        let (req, _) = s.rates(T0 + 180.0);
+        assert_eq!(req, 0.0);
+        assert_eq!(s.req_prev.load(Relaxed), 0);
     }
 }

@@ -80,8 +80,7 @@ async fn client_keys_are_scoped_and_their_usage_tracked() {
         metrics.contains(r#"llm_router_client_tokens_total{client="team-a"} 16"#),
         "{metrics}"
     );
-    let logs = router.logs();
-    assert!(logs.contains("\"client\":\"team-b\""));
+    let logs = router.wait_log("\"client\":\"team-b\"").await;
     assert!(!logs.contains("ck-team-a-111") && !metrics.contains("ck-team"));
 }
 

@@ -172,7 +172,7 @@ async fn a_connect_timeout_counts_as_a_timeout_and_fails_over() {
     let r = chat(&router, hello("g")).await;
     assert_eq!(r.status(), 200);
     assert_eq!(up.count_by_key()["k2"], 1);
-    let logs = router.logs();
+    let logs = router.wait_log("upstream attempt failed").await;
     assert!(
         logs.contains("Timeout") && logs.contains("dead#0"),
         "{logs}"

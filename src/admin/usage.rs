@@ -52,6 +52,7 @@ pub struct UsageReport {
 /// Everything the admin API and dashboard show, from the current table.
 pub fn report(app: &AppState) -> UsageReport {
     let runtime = app.runtime();
+    let now = crate::routing::now_ms();
     let usage = runtime
         .routes
         .distinct_candidates()
@@ -62,7 +63,7 @@ pub fn report(app: &AppState) -> UsageReport {
             model: c.model.clone(),
             totals: c.usage.totals(),
             routing_usage: c.usage.load(),
-            health: c.health.state(),
+            health: c.health.state(now),
         })
         .collect();
     let providers = runtime
@@ -71,14 +72,14 @@ pub fn report(app: &AppState) -> UsageReport {
         .iter()
         .map(|p| ProviderView {
             name: p.name.clone(),
-            health: p.health.state(),
+            health: p.health.state(now),
             keys: p
                 .keys
                 .iter()
                 .map(|k| KeyView {
                     alias: k.alias.clone(),
                     fingerprint: k.fingerprint.clone(),
-                    health: k.health.state(),
+                    health: k.health.state(now),
                 })
                 .collect(),
         })

@@ -34,6 +34,7 @@ pub async fn health() -> Response {
 pub async fn metrics(State(app): State<AppState>) -> Response {
     let m = &app.metrics;
     let runtime = app.runtime();
+    let now = now_ms();
     // Labels are (provider, key, model): one series per distinct candidate.
     for c in runtime.routes.distinct_candidates() {
         let labels = CandidateLabels {
@@ -43,20 +44,20 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
         };
         m.cooldown
             .get_or_create(&labels)
-            .set(i64::from(c.health.state().cooling_down));
+            .set(i64::from(c.health.state(now).cooling_down));
         m.key_cooldown
             .get_or_create(&CandidateLabels {
                 model: "*".into(),
                 ..labels
             })
-            .set(i64::from(c.key.health.state().cooling_down));
+            .set(i64::from(c.key.health.state(now).cooling_down));
     }
     for p in &runtime.routes.providers {
         m.provider_up
             .get_or_create(&ProviderLabels {
                 provider: p.name.to_string(),
             })
-            .set(i64::from(!p.health.state().cooling_down));
+            .set(i64::from(!p.health.state(now).cooling_down));
     }
     let store = app.store_status.report();
     m.store_healthy.set(i64::from(store.healthy));

@@ -236,6 +236,78 @@ mod tests {
         );
     }
 
+    #[test]
+    fn data_strips_one_space_and_keeps_the_rest() {
+        assert_eq!(data(b"data:  two\n\n").as_deref(), Some(&b" two"[..]));
+        assert_eq!(data(b"data:\n\n").as_deref(), Some(&b""[..]));
+        assert_eq!(
+            data(b"event: message_start\r\ndata: {}\r\n\r\n").as_deref(),
+            Some(&b"{}"[..])
+        );
+        assert_eq!(
+            data(b"data: a\ndata: b\ndata: c\n\n").as_deref(),
+            Some(&b"a\nb\nc"[..])
+        );
+        // Only lines that start with the field name count.
+        assert_eq!(data(b" data: x\nid: 1\n\n"), None);
+    }
+
+    #[test]
+    fn a_lone_cr_waits_for_the_next_read() {
+        let mut s = EventSplitter::default();
+        s.push(b"data: a\r");
+        assert_eq!(s.next_event(), None);
+        s.push(b"\r");
+        assert_eq!(s.next_event(), None);
+        s.push(b"x");
+        assert_eq!(s.next_event().as_deref(), Some(&b"data: a\r\r"[..]));
+        assert_eq!(s.take_rest().as_deref(), Some(&b"x"[..]));
+        assert_eq!(s.take_rest(), None);
+        // After take_rest the splitter starts clean.
+        s.push(b"data: b\n\n");
+        assert_eq!(s.next_event().as_deref(), Some(&b"data: b\n\n"[..]));
+    }
+
+    #[test]
+    fn usage_is_read_in_every_shape_providers_send() {
+        let u = |prompt, completion, total| TokenUsage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            total_tokens: total,
+        };
+        // A content chunk that also carries usage is not the usage-only chunk.
+        let f = chunk_facts(br#"{"choices":[{"delta":{"content":"x"}}],"usage":{"prompt_tokens":2,"completion_tokens":3,"total_tokens":5}}"#);
+        assert_eq!(f.usage, Some(u(2, 3, 5)));
+        assert!(!f.empty_choices);
+        // No `choices` at all is not an empty `choices`.
+        let f = chunk_facts(br#"{"usage":{"prompt_tokens":1,"completion_tokens":1}}"#);
+        assert_eq!((f.usage, f.empty_choices), (Some(u(1, 1, 2)), false));
+        // The Responses API: `response.completed` with input/output tokens.
+        let f = chunk_facts(br#"{"type":"response.completed","response":{"id":"r","usage":{"input_tokens":9,"output_tokens":4,"total_tokens":13}}}"#);
+        assert_eq!(f.usage, Some(u(9, 4, 13)));
+        // A total that disagrees with the parts is taken as reported.
+        assert_eq!(
+            body_usage(br#"{"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":10}}"#),
+            Some(u(1, 2, 10))
+        );
+        // `usage` only inside a string, or malformed, reads as nothing.
+        assert_eq!(
+            chunk_facts(br#"{"choices":[{"delta":{"content":""usage""}}]}"#).usage,
+            None
+        );
+        assert_eq!(
+            chunk_facts(br#"{"usage":{"prompt_tokens":"many"}}"#),
+            ChunkFacts::default()
+        );
+        assert_eq!(
+            chunk_facts(br#"{"usag":{"prompt_tokens":1}}"#),
+            ChunkFacts::default()
+        );
+        assert_eq!(body_usage(br#"{"usage":null}"#), None);
+        assert_eq!(body_usage(br#"{"id":"x"}"#), None);
+        assert_eq!(body_usage(br#"{"usage":"x"}"#), None);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 512, rng_seed: proptest::test_runner::RngSeed::Fixed(11), ..ProptestConfig::default() })]
 

@@ -181,4 +181,25 @@ mod tests {
             Some(1)
         );
     }
+
+    #[test]
+    fn among_cooling_candidates_ties_go_to_config_order() {
+        let c = |ready_at| View {
+            weight: 1,
+            usage: 0,
+            ready_at,
+        };
+        assert_eq!(pick([c(700), c(300), c(300)], &[], 100), Some(1));
+        assert_eq!(pick([c(300), c(300)], &[0], 100), Some(1));
+    }
+
+    #[test]
+    fn a_ready_candidate_beats_any_cooling_one_however_used() {
+        let cooling = View {
+            weight: 0,
+            usage: 0,
+            ready_at: 101,
+        };
+        assert_eq!(pick([cooling, v(9, u64::MAX)], &[], 100), Some(1));
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http::HeaderValue;
 
-use super::health::Health;
+use super::health::{Health, Now};
 use super::select::{self, View};
 use crate::config::Config;
 use crate::metrics::{CandidateMetrics, GroupLabels, Metrics};
@@ -156,20 +156,21 @@ impl HealthBook {
     }
 
     /// Every cell's cooldown end (Unix ms; 0 if not cooling), to share.
-    pub fn cooldowns(&self) -> Vec<(HealthKey, u64)> {
+    pub fn cooldowns(&self, now: Now) -> Vec<(HealthKey, u64)> {
         let cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
         cells
             .iter()
-            .map(|(k, h)| (k.clone(), h.cooldown_until_unix_ms()))
+            .map(|(k, h)| (k.clone(), h.cooldown_until_unix_ms(now)))
             .collect()
     }
 
-    /// Applies cooldowns other instances reported.
-    pub fn apply_cooldowns(&self, theirs: &[(HealthKey, u64)]) {
+    /// Applies cooldowns other instances reported, to cells this instance
+    /// has (a key or model it does not route to is none of its business).
+    pub fn apply_cooldowns(&self, theirs: &[(HealthKey, u64)], now: Now) {
         let cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
         for (k, until) in theirs {
             if let Some(h) = cells.get(k) {
-                h.extend_to_unix_ms(*until);
+                h.extend_to_unix_ms(*until, now);
             }
         }
     }
@@ -494,5 +495,167 @@ mod tests {
         let dump = format!("{r:?}");
         assert!(!dump.contains("\"ka\"") && !dump.contains("kb"), "{dump}");
         assert!(!dump.contains("Bearer"), "{dump}");
+    }
+
+    const DIRECT: &str = "api_key: k\ngroups:\n  - name: g\n    endpoints: [chat, embeddings]\n    models: [{provider: p, name: m}]\naliases: {fast: g}\nproviders:\n  - {name: p, base_url: \"http://a/v1\", api_keys: [ka, kb], direct: true}\n  - {name: q, base_url: \"http://b/v1\", api_keys: [kc]}\n";
+
+    #[test]
+    fn names_resolve_to_groups_aliases_and_direct_models() {
+        let r = routes(DIRECT);
+        let g = r.resolve("g").unwrap();
+        assert!(Arc::ptr_eq(&g, r.group("g").unwrap()));
+        assert!(Arc::ptr_eq(&r.resolve("fast").unwrap(), &g));
+        assert!(r.group("fast").is_none());
+        assert_eq!(r.alias_order, [Arc::<str>::from("fast")]);
+        assert_eq!(r.group_order, [Arc::<str>::from("g")]);
+        // `provider/model` on a provider that allows it: one candidate per key.
+        let direct = r.resolve("p/other-model").unwrap();
+        assert_eq!(&*direct.name, "p/other-model");
+        let names: Vec<_> = direct
+            .candidates
+            .iter()
+            .map(|c| format!("{}/{}", c.key.alias, c.model))
+            .collect();
+        assert_eq!(names, ["p#0/other-model", "p#1/other-model"]);
+        assert!(direct.serves(Endpoint::Responses));
+        // Made once, then found again.
+        assert!(Arc::ptr_eq(&r.resolve("p/other-model").unwrap(), &direct));
+        // Not for providers without `direct`, unknown ones, or empty names.
+        assert!(r.resolve("q/m").is_none());
+        assert!(r.resolve("nobody/m").is_none());
+        assert!(r.resolve("p/").is_none());
+        assert!(r.resolve("unknown").is_none());
+    }
+
+    #[test]
+    fn direct_groups_are_bounded_but_still_served() {
+        let r = routes(DIRECT);
+        for i in 0..MAX_DIRECT_GROUPS + 5 {
+            assert!(r.resolve(&format!("p/m{i}")).is_some());
+        }
+        assert_eq!(r.direct.load().len(), MAX_DIRECT_GROUPS);
+        // Past the bound a name still resolves, just without being kept.
+        let late = format!("p/m{}", MAX_DIRECT_GROUPS + 1);
+        let a = r.resolve(&late).unwrap();
+        let b = r.resolve(&late).unwrap();
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert!(Arc::ptr_eq(&a.candidates[0].usage, &b.candidates[0].usage));
+    }
+
+    #[test]
+    fn a_group_serves_only_its_endpoints() {
+        let r = routes(DIRECT);
+        let g = r.group("g").unwrap();
+        assert!(g.serves(Endpoint::ChatCompletions));
+        assert!(g.serves(Endpoint::Embeddings));
+        assert!(!g.serves(Endpoint::Responses));
+        assert!(!g.serves(Endpoint::Completions));
+        let all = routes(TWO_KEYS);
+        assert!(
+            Endpoint::ALL
+                .iter()
+                .all(|e| all.group("g").unwrap().serves(*e))
+        );
+    }
+
+    fn cool(h: &Health, now: u64, secs: u64) {
+        h.failed(
+            now,
+            crate::routing::Reason::ServerError,
+            Some(std::time::Duration::from_secs(secs)),
+            &crate::config::Cooldown::default(),
+        );
+    }
+
+    #[test]
+    fn a_candidate_waits_for_its_pair_its_key_and_its_provider() {
+        let r = routes(TWO_KEYS);
+        let g = r.group("g").unwrap();
+        let now = now_ms();
+        assert!(g.any_ready(now));
+        // The pair (p#0, m1) cools for 10 s: p#1 serves.
+        cool(&g.candidates[0].health, now, 10);
+        assert_eq!(g.pick(&[], now), Some(1));
+        // Key p#1 as a whole cools for 20 s: q#0 serves.
+        cool(&g.candidates[1].key.health, now, 20);
+        assert_eq!(g.pick(&[], now), Some(2));
+        // Provider q is marked down for 30 s: nothing is ready, and the
+        // soonest back (p#0, after 10 s) is tried.
+        g.candidates[2]
+            .provider
+            .health
+            .set_down(now, Some(std::time::Duration::from_secs(30)));
+        assert!(!g.any_ready(now));
+        assert_eq!(g.pick(&[], now), Some(0));
+        assert!(g.any_ready(now + 10_000));
+        assert_eq!(g.pick(&[], now + 10_000), Some(0));
+        assert_eq!(g.pick(&[0], now + 20_000), Some(1));
+        assert_eq!(g.pick(&[0, 1], now + 30_000), Some(2));
+    }
+
+    #[test]
+    fn distinct_candidates_list_each_usage_cell_once() {
+        let yaml = "api_key: k\ngroups:\n  - name: a\n    models: [{provider: p, name: m}, {provider: p, name: n}]\n  - name: b\n    models: [{provider: p, name: m}]\nproviders:\n  - {name: p, base_url: \"http://a\", api_keys: [ka, kb]}\n";
+        let r = routes(yaml);
+        let listed: Vec<_> = r
+            .distinct_candidates()
+            .map(|c| format!("{}/{}", c.key.alias, c.model))
+            .collect();
+        assert_eq!(listed, ["p#0/m", "p#1/m", "p#0/n", "p#1/n"]);
+    }
+
+    #[test]
+    fn health_cells_are_shared_by_name_and_trade_cooldowns() {
+        let book = HealthBook::default();
+        let (p, f, m): (Arc<str>, Arc<str>, Arc<str>) = ("p".into(), "f".into(), "m".into());
+        let pair = book.cell(&p, &f, Some(&m));
+        assert!(Arc::ptr_eq(&pair, &book.cell(&p, &f, Some(&m))));
+        let key = book.cell(&p, &f, None);
+        assert!(!Arc::ptr_eq(&pair, &key));
+        let now = Now {
+            mono_ms: 1_000,
+            unix_ms: 1_700_000_000_000,
+        };
+        cool(&pair, 1_000, 5);
+        let mut shared = book.cooldowns(now);
+        shared.sort_by_key(|(k, _)| k.2.is_some());
+        assert_eq!(
+            shared,
+            [
+                ((p.clone(), f.clone(), None), 0),
+                ((p.clone(), f.clone(), Some(m.clone())), 1_700_000_005_000)
+            ]
+        );
+        // A peer's cooldown reaches the named cell, and nothing else.
+        let theirs = [
+            ((p.clone(), f.clone(), None), 1_700_000_030_000),
+            ((p.clone(), "unknown".into(), None), 1_700_000_030_000),
+        ];
+        book.apply_cooldowns(&theirs, now);
+        assert_eq!(key.ready_at(), 31_000);
+        assert_eq!(pair.ready_at(), 6_000);
+        assert_eq!(book.cooldowns(now).len(), 2);
+    }
+
+    #[test]
+    fn provider_headers_and_shaping_come_from_config() {
+        let yaml = "api_key: k\ngroups:\n  - name: g\n    models: [{provider: p, name: m}]\nproviders:\n  - name: p\n    base_url: \"http://a/v1\"\n    api_keys: [ka]\n    headers: {X-Title: demo}\n    role_rewrites: {developer: system}\n    drop_params: [seed]\n";
+        let r = routes(yaml);
+        let p = &r.providers[0];
+        assert_eq!(p.headers["x-title"], "demo");
+        assert_eq!(
+            p.shaping.role_rewrites,
+            [("developer".to_string(), "system".to_string())]
+        );
+        assert_eq!(p.shaping.drop_params, ["seed"]);
+        assert_eq!(p.base_url, "http://a/v1");
+        let key = &p.keys[0];
+        assert_eq!(&*key.alias, "p#0");
+        assert_eq!(key.authorization, "Bearer ka");
+        assert!(key.authorization.is_sensitive());
+        assert_eq!(
+            &*key.fingerprint,
+            &*crate::config::Secret::new("ka").fingerprint()
+        );
     }
 }

@@ -161,7 +161,7 @@ pub async fn send(
             "upstream attempt failed"
         );
         c.metrics.upstream_error(metrics, failure.kind());
-        cool_down(plan, index, failure);
+        cool_down(c, failure, plan.cooldown, now_ms());
         reservation.settle(Settlement::failed(plan.penalties));
         failures.push(failure);
     }
@@ -207,22 +207,25 @@ fn classify<B>(response: &http::Response<B>) -> Option<Failure> {
     }
 }
 
-fn cool_down(plan: &Plan<'_>, index: usize, failure: Failure) {
-    let c = &plan.group.candidates[index];
-    let (base, max) = (plan.cooldown.base, plan.cooldown.max);
+fn cool_down(c: &Candidate, failure: Failure, cooldown: &Cooldown, now: u64) {
     match failure {
         Failure::RateLimited { retry_after } => {
-            c.health.failed(Reason::RateLimited, retry_after, base, max)
+            c.health
+                .failed(now, Reason::RateLimited, retry_after, cooldown)
         }
-        Failure::Status(_) => c.health.failed(Reason::ServerError, None, base, max),
+        Failure::Status(_) => c.health.failed(now, Reason::ServerError, None, cooldown),
         // The key itself is bad: every model on it cools down, for long.
-        Failure::KeyRejected(_) => c
+        Failure::KeyRejected(_) => {
+            c.key
+                .health
+                .failed(now, Reason::Unauthorized, Some(cooldown.max), cooldown)
+        }
+        // The provider's host is in trouble, whichever model we asked.
+        Failure::Unreachable => c
             .key
             .health
-            .failed(Reason::Unauthorized, Some(max), base, max),
-        // The provider's host is in trouble, whichever model we asked.
-        Failure::Unreachable => c.key.health.failed(Reason::Unreachable, None, base, max),
-        Failure::Timeout => c.key.health.failed(Reason::Timeout, None, base, max),
+            .failed(now, Reason::Unreachable, None, cooldown),
+        Failure::Timeout => c.key.health.failed(now, Reason::Timeout, None, cooldown),
     }
 }
 
@@ -390,5 +393,361 @@ mod tests {
             }
             .all_timed_out()
         );
+    }
+
+    fn response(status: u16, pairs: &[(&'static str, &'static str)]) -> http::Response<()> {
+        let mut r = http::Response::new(());
+        *r.status_mut() = StatusCode::from_u16(status).unwrap();
+        *r.headers_mut() = headers(pairs);
+        r
+    }
+
+    #[test]
+    fn only_failures_that_another_key_could_fix_are_retried() {
+        for passed_through in [200, 201, 204, 400, 404, 409, 413, 422] {
+            assert_eq!(
+                classify(&response(passed_through, &[])),
+                None,
+                "{passed_through}"
+            );
+        }
+        assert_eq!(
+            classify(&response(429, &[("retry-after", "12")])),
+            Some(Failure::RateLimited {
+                retry_after: Some(Duration::from_secs(12))
+            })
+        );
+        assert_eq!(
+            classify(&response(429, &[])),
+            Some(Failure::RateLimited { retry_after: None })
+        );
+        assert_eq!(
+            classify(&response(401, &[])),
+            Some(Failure::KeyRejected(401))
+        );
+        assert_eq!(
+            classify(&response(403, &[])),
+            Some(Failure::KeyRejected(403))
+        );
+        for server in [500, 502, 503, 504, 529] {
+            assert_eq!(
+                classify(&response(server, &[])),
+                Some(Failure::Status(server))
+            );
+        }
+    }
+
+    #[test]
+    fn failure_kinds_have_stable_labels() {
+        let kinds: Vec<_> = [
+            Failure::Unreachable,
+            Failure::Timeout,
+            Failure::RateLimited { retry_after: None },
+            Failure::Status(500),
+            Failure::KeyRejected(401),
+        ]
+        .iter()
+        .map(Failure::kind)
+        .collect();
+        assert_eq!(
+            kinds,
+            [
+                "unreachable",
+                "timeout",
+                "rate_limited",
+                "server_error",
+                "key_rejected"
+            ]
+        );
+    }
+
+    #[test]
+    fn rate_limits_without_a_retry_after_or_mixed_failures_say_so() {
+        let limited = |s: Option<u64>| Failure::RateLimited {
+            retry_after: s.map(Duration::from_secs),
+        };
+        let e = |failures| FailoverError { failures };
+        assert_eq!(
+            e(vec![limited(None), limited(None)]).all_rate_limited(),
+            Some(None)
+        );
+        assert_eq!(
+            e(vec![limited(None), limited(Some(4))]).all_rate_limited(),
+            Some(Some(Duration::from_secs(4)))
+        );
+        assert_eq!(
+            e(vec![limited(Some(4)), Failure::Unreachable]).all_rate_limited(),
+            None
+        );
+        assert_eq!(e(vec![]).all_rate_limited(), None);
+        assert!(!e(vec![]).all_timed_out());
+        assert!(!e(vec![Failure::Timeout, Failure::Unreachable]).all_timed_out());
+        assert!(e(vec![Failure::Timeout, Failure::Timeout]).all_timed_out());
+    }
+
+    #[test]
+    fn retry_after_prefers_milliseconds_then_seconds_then_resets() {
+        assert_eq!(
+            retry_after(&headers(&[
+                ("retry-after-ms", "1500.5"),
+                ("retry-after", "9")
+            ])),
+            Some(Duration::from_micros(1_500_500))
+        );
+        // A nonsensical millisecond value falls back to the next header.
+        for bad in ["-5", "NaN", "inf", "soon"] {
+            let h = headers(&[("retry-after-ms", bad), ("retry-after", " 9 ")]);
+            assert_eq!(retry_after(&h), Some(Duration::from_secs(9)), "{bad}");
+        }
+        // Both limits exhausted: wait for the later reset.
+        let h = headers(&[
+            ("x-ratelimit-remaining-requests", " 0"),
+            ("x-ratelimit-reset-requests", "2s"),
+            ("x-ratelimit-remaining-tokens", "0"),
+            ("x-ratelimit-reset-tokens", "1m"),
+        ]);
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(60)));
+        // Resets for limits with room left say nothing.
+        let h = headers(&[
+            ("x-ratelimit-remaining-tokens", "10"),
+            ("x-ratelimit-reset-tokens", "1m"),
+        ]);
+        assert_eq!(retry_after(&h), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn a_future_http_date_is_a_wait_until_then() {
+        let when = std::time::SystemTime::now() + Duration::from_secs(120);
+        let iso = humantime::format_rfc3339_seconds(when).to_string();
+        // "2026-12-01T16:00:00Z" as "Tue, 01 Dec 2026 16:00:00 GMT".
+        let months = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let month = months[iso[5..7].parse::<usize>().unwrap() - 1];
+        let imf = format!(
+            "Tue, {} {month} {} {} GMT",
+            &iso[8..10],
+            &iso[..4],
+            &iso[11..19]
+        );
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_str(&imf).unwrap());
+        let wait = retry_after(&h).unwrap();
+        assert!(
+            (Duration::from_secs(115)..=Duration::from_secs(120)).contains(&wait),
+            "{wait:?}"
+        );
+        for month_name in months {
+            assert!(imf_to_rfc3339(&format!("Mon, 02 {month_name} 2026 10:00:00 GMT")).is_some());
+        }
+        assert_eq!(
+            imf_to_rfc3339("Mon, 02 Mar 2026 10:00:00 GMT").as_deref(),
+            Some("2026-03-02 10:00:00")
+        );
+        assert_eq!(imf_to_rfc3339("Mon, 02 Foo 2026 10:00:00 GMT"), None);
+        assert_eq!(imf_to_rfc3339("Mon, 02 Mar 2026 10:00:00 CET"), None);
+        assert_eq!(imf_to_rfc3339("Mon, 02 Mar 2026"), None);
+    }
+
+    #[test]
+    fn go_durations_add_up_their_parts() {
+        assert_eq!(
+            go_duration("1h2m3.5s"),
+            Some(Duration::from_millis(3_723_500))
+        );
+        assert_eq!(go_duration("6m0s"), Some(Duration::from_secs(360)));
+        assert_eq!(go_duration(" 250ms "), Some(Duration::from_millis(250)));
+        assert_eq!(go_duration("48h"), Some(Duration::from_secs(86_400)));
+        for bad in ["", "5", "s", "1x", "1.2.3s"] {
+            assert_eq!(go_duration(bad), None, "{bad}");
+        }
+    }
+
+    mod attempts {
+        use super::super::*;
+        use crate::config::{Config, Format};
+        use crate::metrics::Metrics;
+        use crate::routing::{HealthBook, Routes};
+        use crate::usage::Ledger;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        /// A provider that answers each key with the status named in the
+        /// key (`k500` → 500), and counts requests.
+        async fn provider() -> (String, Arc<AtomicUsize>) {
+            let seen = Arc::new(AtomicUsize::new(0));
+            let count = seen.clone();
+            let app = axum::Router::new().route(
+                "/v1/chat/completions",
+                axum::routing::post(move |headers: HeaderMap| {
+                    let count = count.clone();
+                    async move {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        let key = headers["authorization"].to_str().unwrap().to_string();
+                        let code: u16 = key.trim_start_matches("Bearer k").parse().unwrap();
+                        (StatusCode::from_u16(code).unwrap(), "{}")
+                    }
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            (format!("http://{addr}/v1"), seen)
+        }
+
+        fn routes(base_url: &str, keys: &str) -> Routes {
+            let yaml = format!(
+                "api_key: k\ngroups:\n  - name: g\n    models: [{{provider: p, name: m}}]\nproviders:\n  - {{name: p, base_url: \"{base_url}\", api_keys: [{keys}]}}\n"
+            );
+            let config = Config::parse(&yaml, Format::Yaml).unwrap();
+            Routes::build(
+                &config,
+                &Arc::new(Ledger::new()),
+                &Arc::new(HealthBook::default()),
+                &Arc::new(Metrics::new()),
+            )
+        }
+
+        async fn run(
+            routes: &Routes,
+            max_attempts: u32,
+            deadline: Instant,
+        ) -> Result<Attempt, FailoverError> {
+            let body = Bytes::from_static(br#"{"model":"g","messages":[]}"#);
+            let parsed = crate::payload::parse(&body).unwrap();
+            let group = routes.group("g").unwrap();
+            let plan = Plan {
+                group,
+                endpoint: Endpoint::ChatCompletions,
+                parsed: &parsed,
+                body: &body,
+                headers: &HeaderMap::new(),
+                max_attempts,
+                first_byte: Duration::from_secs(5),
+                deadline,
+                cooldown: &Cooldown::default(),
+                penalties: (0, 1_000),
+            };
+            let upstream = Upstream::new(&Default::default()).unwrap();
+            send(&upstream, &plan, &Metrics::new()).await
+        }
+
+        #[tokio::test]
+        async fn failing_keys_are_passed_over_until_one_answers() {
+            let (url, seen) = provider().await;
+            let routes = routes(&url, "k500, k429, k200");
+            let later = Instant::now() + Duration::from_secs(30);
+            let attempt = run(&routes, 3, later).await.ok().unwrap();
+            assert_eq!((attempt.candidate, attempt.attempts), (2, 3));
+            assert_eq!(attempt.response.status(), 200);
+            assert_eq!(seen.load(Ordering::SeqCst), 3);
+            let g = routes.group("g").unwrap();
+            assert_eq!(g.failovers.get(), 2);
+            // The failed keys carry the error penalty and are cooling down.
+            assert_eq!(g.candidates[0].usage.totals().tokens, 1_000);
+            assert_eq!(g.candidates[0].usage.totals().errors, 1);
+            let now = crate::routing::now_ms();
+            assert!(g.candidates[0].health.state(now).cooling_down);
+            assert!(g.candidates[1].health.state(now).cooling_down);
+            assert!(!g.candidates[2].health.state(now).cooling_down);
+            // The next request goes straight to the key that works.
+            let attempt = run(&routes, 3, later).await.ok().unwrap();
+            assert_eq!((attempt.candidate, attempt.attempts), (2, 1));
+            assert_eq!(g.failovers.get(), 2);
+        }
+
+        #[tokio::test]
+        async fn attempts_stop_at_the_limit_and_report_every_failure() {
+            let (url, seen) = provider().await;
+            let routes = routes(&url, "k500, k503, k200");
+            let e = run(&routes, 2, Instant::now() + Duration::from_secs(30))
+                .await
+                .err()
+                .unwrap();
+            assert_eq!(e.failures, [Failure::Status(500), Failure::Status(503)]);
+            assert_eq!(seen.load(Ordering::SeqCst), 2);
+            assert_eq!(routes.group("g").unwrap().failovers.get(), 0);
+        }
+
+        #[test]
+        fn key_failures_cool_the_key_and_answers_cool_the_pair() {
+            let routes = routes("http://127.0.0.1:9/v1", "k1");
+            let c = &routes.group("g").unwrap().candidates[0];
+            let cooldown = Cooldown {
+                base: Duration::from_secs(2),
+                max: Duration::from_secs(600),
+            };
+            let at = 1_000;
+            let state = |h: &crate::routing::Health| h.state(at);
+            cool_down(
+                c,
+                Failure::RateLimited {
+                    retry_after: Some(Duration::from_secs(7)),
+                },
+                &cooldown,
+                at,
+            );
+            assert_eq!(c.health.ready_at(), at + 7_000);
+            assert_eq!(state(&c.health).reason, Reason::RateLimited);
+            assert!(!state(&c.key.health).cooling_down);
+            cool_down(c, Failure::Status(502), &cooldown, at);
+            assert_eq!(state(&c.health).reason, Reason::ServerError);
+            assert!(!state(&c.key.health).cooling_down);
+            // A rejected key sits out the maximum, whichever model.
+            cool_down(c, Failure::KeyRejected(401), &cooldown, at);
+            assert_eq!(c.key.health.ready_at(), at + 600_000);
+            assert_eq!(state(&c.key.health).reason, Reason::Unauthorized);
+            c.key.health.succeeded();
+            cool_down(c, Failure::Unreachable, &cooldown, at);
+            assert_eq!(state(&c.key.health).reason, Reason::Unreachable);
+            let wait = c.key.health.ready_at() - at;
+            assert!((1_600..=2_400).contains(&wait), "{wait}");
+            cool_down(c, Failure::Timeout, &cooldown, at);
+            assert_eq!(state(&c.key.health).reason, Reason::Timeout);
+            assert!(!state(&c.provider.health).cooling_down);
+        }
+
+        #[tokio::test]
+        async fn a_spent_deadline_sends_nothing() {
+            let (url, seen) = provider().await;
+            let routes = routes(&url, "k200");
+            let e = run(&routes, 3, Instant::now()).await.err().unwrap();
+            assert_eq!(e.failures, [Failure::Timeout]);
+            assert_eq!(seen.load(Ordering::SeqCst), 0);
+        }
+
+        #[tokio::test]
+        async fn the_request_carries_the_providers_model_key_and_headers() {
+            let routes = routes("http://127.0.0.1:9/v1", "k200");
+            let g = routes.group("g").unwrap();
+            let body = Bytes::from_static(br#"{"model":"g","messages":[]}"#);
+            let parsed = crate::payload::parse(&body).unwrap();
+            let mut client = HeaderMap::new();
+            client.insert("authorization", HeaderValue::from_static("Bearer client"));
+            client.insert("openai-beta", HeaderValue::from_static("x"));
+            client.insert("content-type", HeaderValue::from_static("text/plain"));
+            let plan = Plan {
+                group: g,
+                endpoint: Endpoint::ChatCompletions,
+                parsed: &parsed,
+                body: &body,
+                headers: &client,
+                max_attempts: 1,
+                first_byte: Duration::from_secs(1),
+                deadline: Instant::now(),
+                cooldown: &Cooldown::default(),
+                penalties: (0, 0),
+            };
+            let request = request_for(&plan, &g.candidates[0]).unwrap();
+            assert_eq!(request.method(), http::Method::POST);
+            assert_eq!(request.uri(), "http://127.0.0.1:9/v1/chat/completions");
+            assert_eq!(request.headers()["authorization"], "Bearer k200");
+            assert_eq!(request.headers()["content-type"], "application/json");
+            assert_eq!(request.headers()["openai-beta"], "x");
+            use http_body_util::BodyExt;
+            let sent = request.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(&sent[..], br#"{"model":"m","messages":[]}"#);
+        }
     }
 }

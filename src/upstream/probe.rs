@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::{RequestBody, SendError, Upstream};
 use crate::app::AppState;
-use crate::routing::Provider;
+use crate::routing::{Provider, now_ms};
 
 /// Runs until the process exits.
 pub async fn run(app: AppState) {
@@ -66,10 +66,10 @@ pub async fn probe(upstream: &Upstream, provider: &Provider) -> bool {
     };
     let ok = matches!(&result, Ok(r) if r.status().is_success());
     if ok {
-        if provider.health.state().cooling_down {
+        if provider.health.state(now_ms()).cooling_down {
             tracing::info!(provider = %provider.name, "health check passed: provider is up");
         }
-        provider.health.set_down(None);
+        provider.health.set_down(now_ms(), None);
     } else {
         let detail = match &result {
             Ok(r) => format!("status {}", r.status().as_u16()),
@@ -80,7 +80,7 @@ pub async fn probe(upstream: &Upstream, provider: &Provider) -> bool {
         // Down until the probe after next could clear it.
         provider
             .health
-            .set_down(Some(check.interval * 2 + check.timeout));
+            .set_down(now_ms(), Some(check.interval * 2 + check.timeout));
     }
     ok
 }

@@ -343,4 +343,230 @@ mod tests {
         assert_eq!(cell.totals().reserved, 100);
         drop(r);
     }
+
+    fn reported(prompt: u64, completion: u64) -> Settlement {
+        Settlement {
+            usage: Some(TokenUsage {
+                prompt_tokens: prompt,
+                completion_tokens: completion,
+                total_tokens: prompt + completion,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_completion_average_moves_an_eighth_of_the_way() {
+        let cell = Arc::new(UsageCell::default());
+        cell.reserve(0).settle(reported(1, 80));
+        // 80 - 80/8 + 16/8 = 72
+        cell.reserve(0).settle(reported(1, 16));
+        assert_eq!(cell.completion_avg.load(Relaxed), 72);
+        // 72 - 9 + 400/8 = 113
+        cell.reserve(0).settle(reported(1, 400));
+        let r = cell.reserve(7);
+        assert_eq!(cell.totals().reserved, 7 + 113);
+        drop(r);
+    }
+
+    #[test]
+    fn failures_and_empty_answers_leave_the_average_alone() {
+        let cell = Arc::new(UsageCell::default());
+        cell.reserve(0).settle(reported(1, 40));
+        cell.reserve(0).settle(Settlement {
+            failed: true,
+            ..reported(1, 4_000)
+        });
+        cell.reserve(0).settle(reported(9, 0));
+        assert_eq!(cell.completion_avg.load(Relaxed), 40);
+    }
+
+    #[test]
+    fn a_reservation_holds_at_least_one_token() {
+        let cell = Arc::new(UsageCell::default());
+        let r = cell.reserve(0);
+        assert_eq!(cell.load(), 1);
+        assert_eq!(r.prompt_estimate(), 0);
+        let r2 = cell.reserve(25);
+        assert_eq!(r2.prompt_estimate(), 25);
+        assert_eq!(cell.load(), 26);
+        r.settle(reported(0, 0));
+        r2.settle(reported(0, 0));
+        assert_eq!(cell.load(), 0);
+    }
+
+    #[test]
+    fn a_stream_without_usage_is_charged_its_prompt_estimate_and_chunks() {
+        let cell = Arc::new(UsageCell::default());
+        cell.reserve(30).settle(Settlement {
+            usage: None,
+            streamed_tokens: 12,
+            ..Default::default()
+        });
+        let t = cell.totals();
+        assert_eq!(
+            (t.tokens, t.prompt_tokens, t.completion_tokens, t.estimated),
+            (42, 30, 12, 1)
+        );
+        // A failed attempt that produced nothing costs nothing but the error.
+        cell.reserve(30).settle(Settlement::failed((0, 0)));
+        let t = cell.totals();
+        assert_eq!((t.tokens, t.errors, t.requests, t.estimated), (42, 1, 2, 1));
+        // A stream that failed part-way is charged what it produced.
+        cell.reserve(10).settle(Settlement {
+            streamed_tokens: 3,
+            ..Settlement::failed((0, 0))
+        });
+        let t = cell.totals();
+        assert_eq!((t.tokens, t.errors, t.estimated), (42 + 13, 2, 2));
+    }
+
+    #[test]
+    fn reported_usage_is_recorded_as_is_and_marked_when_estimated() {
+        let cell = Arc::new(UsageCell::default());
+        cell.reserve(500).settle(reported(7, 5));
+        cell.reserve(500).settle(Settlement {
+            estimated: true,
+            ..reported(3, 2)
+        });
+        let t = cell.totals();
+        assert_eq!(
+            (
+                t.tokens,
+                t.prompt_tokens,
+                t.completion_tokens,
+                t.requests,
+                t.estimated,
+                t.errors
+            ),
+            (17, 10, 7, 2, 1, 0)
+        );
+    }
+
+    #[test]
+    fn the_failed_settlement_carries_both_penalties() {
+        let s = Settlement::failed((4, 9));
+        assert!(s.failed && s.usage.is_none() && !s.estimated);
+        assert_eq!(
+            (s.request_penalty, s.error_penalty, s.streamed_tokens),
+            (4, 9, 0)
+        );
+    }
+
+    #[test]
+    fn totals_are_what_this_instance_and_the_others_counted() {
+        let cell = Arc::new(UsageCell::default());
+        cell.reserve(0).settle(reported(10, 5));
+        let theirs = Totals {
+            tokens: 100,
+            reserved: 0,
+            prompt_tokens: 60,
+            completion_tokens: 40,
+            requests: 3,
+            errors: 2,
+            estimated: 1,
+        };
+        cell.set_shared(&theirs);
+        let held = cell.reserve(4);
+        let t = cell.totals();
+        assert_eq!(
+            t,
+            Totals {
+                tokens: 115,
+                reserved: 4 + 5,
+                prompt_tokens: 70,
+                completion_tokens: 45,
+                requests: 4,
+                errors: 2,
+                estimated: 1,
+            }
+        );
+        let mine = cell.local_totals();
+        assert_eq!((mine.tokens, mine.requests, mine.reserved), (15, 1, 0));
+        assert_eq!(cell.cumulative_tokens(), 115);
+        assert_eq!(cell.load(), 115 + 9);
+        // A newer report from the store replaces the old one.
+        cell.set_shared(&Totals {
+            tokens: 1,
+            ..Totals::default()
+        });
+        assert_eq!(cell.cumulative_tokens(), 16);
+        drop(held);
+    }
+
+    #[test]
+    fn selection_load_is_usage_since_the_window_start_plus_reservations() {
+        let cell = Arc::new(UsageCell::default());
+        cell.reserve(0).settle(reported(50, 50));
+        cell.set_window_base(30);
+        assert_eq!(cell.load(), 70);
+        let r = cell.reserve(5);
+        assert_eq!(cell.load(), 70 + 5 + 50);
+        drop(r);
+        // A base past the total (a reset raced the window) counts as zero.
+        cell.set_window_base(10_000);
+        assert_eq!(cell.load(), 0);
+        // The dropped reservation settled as its prompt estimate.
+        assert_eq!(cell.cumulative_tokens(), 100 + 5);
+    }
+
+    #[test]
+    fn restored_history_is_added_to_what_this_run_counts() {
+        let cell = Arc::new(UsageCell::default());
+        cell.reserve(0).settle(reported(1, 1));
+        cell.restore(&Totals {
+            tokens: 40,
+            requests: 4,
+            errors: 1,
+            prompt_tokens: 30,
+            completion_tokens: 10,
+            estimated: 2,
+            reserved: 0,
+        });
+        let t = cell.local_totals();
+        assert_eq!(
+            (
+                t.tokens,
+                t.requests,
+                t.errors,
+                t.prompt_tokens,
+                t.completion_tokens,
+                t.estimated
+            ),
+            (42, 5, 1, 31, 11, 2)
+        );
+    }
+
+    #[test]
+    fn a_reset_forgets_usage_but_not_requests_in_flight() {
+        let cell = Arc::new(UsageCell::default());
+        cell.reserve(0).settle(reported(10, 10));
+        cell.set_shared(&Totals {
+            tokens: 5,
+            ..Totals::default()
+        });
+        cell.set_window_base(3);
+        let r = cell.reserve(8);
+        cell.reset();
+        assert_eq!(cell.cumulative_tokens(), 0);
+        assert_eq!(cell.load(), 8 + 10);
+        assert_eq!(cell.totals().requests, 0);
+        r.settle(reported(0, 0));
+        assert_eq!(cell.load(), 0);
+        // A release larger than what is held never wraps around.
+        cell.release(1_000);
+        assert_eq!(cell.totals().reserved, 0);
+    }
+
+    #[test]
+    fn the_no_usage_flag_follows_the_last_answer() {
+        let cell = UsageCell::default();
+        assert!(!cell.reports_no_usage());
+        cell.set_reports_no_usage(true);
+        assert!(cell.reports_no_usage());
+        cell.set_reports_no_usage(true);
+        assert!(cell.reports_no_usage());
+        cell.set_reports_no_usage(false);
+        assert!(!cell.reports_no_usage());
+    }
 }

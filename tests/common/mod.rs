@@ -434,14 +434,18 @@ impl RouterProcess {
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines() {
                     let Ok(line) = line else { break };
+                    {
+                        let mut l = logs.lock().unwrap();
+                        l.push_str(&line);
+                        l.push('\n');
+                    }
+                    // Announced after the line is in `logs`, so a test that
+                    // reads the logs once started sees it.
                     if let Ok(v) = serde_json::from_str::<Value>(&line)
                         && v["message"] == "listening"
                     {
                         let _ = tx.send(v["addr"].as_str().unwrap().parse::<SocketAddr>().unwrap());
                     }
-                    let mut l = logs.lock().unwrap();
-                    l.push_str(&line);
-                    l.push('\n');
                 }
             });
         }
@@ -472,6 +476,23 @@ impl RouterProcess {
 
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits until the logs contain `needle` (lines reach them through a
+    /// writer thread and a pipe, after the response the test holds).
+    pub async fn wait_log(&self, needle: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let logs = self.logs();
+            if logs.contains(needle) {
+                return logs;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no log line with {needle:?}; logs:\n{logs}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Request log lines (one per request), parsed.

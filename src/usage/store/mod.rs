@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::{Ledger, Totals, UsageKey};
-use crate::routing::HealthBook;
+use crate::routing::{HealthBook, Now};
 pub use window::UsageWindow;
 
 /// Which store, from `store:` in the config or `LLM_ROUTER_STORE`.
@@ -306,8 +306,8 @@ fn tick(
         }
         Err(e) => status.failed("sync", &e),
     }
-    match store.sync_cooldowns(&health.cooldowns()) {
-        Ok(theirs) => health.apply_cooldowns(&theirs),
+    match store.sync_cooldowns(&health.cooldowns(Now::read())) {
+        Ok(theirs) => health.apply_cooldowns(&theirs, Now::read()),
         Err(e) => tracing::debug!(error = %format!("{e:#}"), "sharing cooldowns failed"),
     }
     window.update(&cells);

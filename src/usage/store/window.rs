@@ -118,4 +118,72 @@ mod tests {
         UsageWindow::new(None).update(&[(key, cell.clone())]);
         assert_eq!(cell.load(), 10);
     }
+
+    fn key(name: &str) -> UsageKey {
+        UsageKey {
+            provider: "p".into(),
+            key_fingerprint: name.into(),
+            model: "m".into(),
+        }
+    }
+
+    #[test]
+    fn a_steady_stream_of_usage_counts_exactly_one_window() {
+        // One token a second, sampled every second, for over three windows.
+        let cell = Arc::new(UsageCell::default());
+        let cells = vec![(key("f"), cell.clone())];
+        let mut w = UsageWindow::new(Some(Duration::from_secs(60)));
+        let t0 = Instant::now();
+        for s in 0..=200u64 {
+            w.update_at(&cells, t0 + Duration::from_secs(s));
+            assert_eq!(cell.load(), s.min(60), "at {s} s");
+            spend(&cell, 1);
+        }
+        assert_eq!(w.samples[&key("f")].len(), SAMPLES + 1);
+    }
+
+    #[test]
+    fn samples_are_taken_at_most_once_a_step() {
+        let cell = Arc::new(UsageCell::default());
+        let cells = vec![(key("f"), cell.clone())];
+        let mut w = UsageWindow::new(Some(Duration::from_secs(60)));
+        let t0 = Instant::now();
+        for ms in [0, 400, 999, 1_000, 1_500, 2_000] {
+            w.update_at(&cells, t0 + Duration::from_millis(ms));
+        }
+        let at: Vec<_> = w.samples[&key("f")]
+            .iter()
+            .map(|(at, _)| at.duration_since(t0).as_millis())
+            .collect();
+        assert_eq!(at, [0, 1_000, 2_000]);
+    }
+
+    #[test]
+    fn forgotten_keys_start_a_new_window() {
+        let (a, b) = (
+            Arc::new(UsageCell::default()),
+            Arc::new(UsageCell::default()),
+        );
+        let cells = vec![(key("a"), a.clone()), (key("b"), b.clone())];
+        let mut w = UsageWindow::new(Some(Duration::from_secs(60)));
+        let t0 = Instant::now();
+        w.update_at(&cells, t0);
+        spend(&a, 20);
+        spend(&b, 20);
+        w.forget(&[key("a")]);
+        w.update_at(&cells, t0 + Duration::from_secs(5));
+        // `a` starts over from now; `b` keeps its window.
+        assert_eq!((a.load(), b.load()), (0, 20));
+    }
+
+    #[test]
+    fn update_reads_the_clock_itself() {
+        let cell = Arc::new(UsageCell::default());
+        spend(&cell, 30);
+        let mut w = UsageWindow::new(Some(Duration::from_secs(3600)));
+        w.update(&[(key("f"), cell.clone())]);
+        // The window starts now: what came before is outside it.
+        assert_eq!(cell.load(), 0);
+        assert_eq!(w.samples[&key("f")].len(), 1);
+    }
 }
