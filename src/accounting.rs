@@ -223,7 +223,7 @@ impl Settle {
         m.duration.observe(latency);
         self.metrics
             .recent
-            .record(crate::ui::series::RecentRequest {
+            .record(crate::metrics::recent::RecentRequest {
                 at: 0,
                 request_id: self.info.request_id.clone(),
                 group: self.group.name.clone(),

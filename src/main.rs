@@ -9,12 +9,14 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use llm_router::app::AppState;
+use llm_router::config::ConfigSource;
+use llm_router::config::StoreUrl;
 use llm_router::config::{Config, Secret};
 use llm_router::mock::{self, MockOptions};
-use llm_router::reload::{self, ConfigSource};
+use llm_router::reload;
 use llm_router::server::{self, ServerOptions};
+use llm_router::tasks::{Tasks, Watched};
 use llm_router::telemetry::{self, LogFormat};
-use llm_router::usage::store::StoreUrl;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -245,7 +247,11 @@ async fn serve_config(cli: &Cli) -> anyhow::Result<()> {
 async fn run(source: ConfigSource, store: Option<StoreUrl>, workers: usize) -> anyhow::Result<()> {
     let invalid = |e: llm_router::config::ConfigError| anyhow::anyhow!("invalid config: {e}");
     let watched = match &source {
-        ConfigSource::File(path) => Some((path.clone(), reload::file_fingerprint(path))),
+        ConfigSource::File(path) => Some(Watched {
+            loaded: reload::file_fingerprint(path),
+            path: path.clone(),
+            every: Duration::from_secs(1),
+        }),
         ConfigSource::Fixed(_) => None,
     };
     let overlay = source.load_overlay().map_err(invalid)?;
@@ -282,15 +288,9 @@ async fn run(source: ConfigSource, store: Option<StoreUrl>, workers: usize) -> a
     };
     let app = AppState::with_effective(source, effective, overlay, &store)?;
     let streams_stop = app.streams_stop.clone();
-    tokio::spawn(llm_router::upstream::probe::run(app.clone()));
-    tokio::spawn(reload::on_sighup(app.clone()));
-    tokio::spawn(llm_router::ui::series::sample(app.clone()));
-    if let Some((path, loaded)) = watched {
-        let every = Duration::from_secs(1);
-        tokio::spawn(reload::watch_file(app.clone(), path, every, loaded));
-    }
+    let tasks = Tasks::start(&app, watched);
     tracing::info!(addr = %local, groups, workers, version = env!("CARGO_PKG_VERSION"), "listening");
-    let (public, operator) = llm_router::http::routers(app.clone());
+    let (public, operator) = llm_router::routes::routers(app.clone());
     let admin = async {
         if let (Some(listener), Some(router)) = (admin_listener, operator) {
             tracing::info!(addr = %listener.local_addr()?, "admin listening");
@@ -330,6 +330,7 @@ async fn run(source: ConfigSource, store: Option<StoreUrl>, workers: usize) -> a
         workers.await
     };
     let (served, admin) = tokio::join!(main, admin);
+    tasks.stop().await;
     served?;
     admin?;
     tokio::task::spawn_blocking(move || app.flush_and_stop_store()).await?;

@@ -7,131 +7,22 @@
 //! theirs. An invalid config is rejected whole, logged, and shown in the
 //! dashboard; the old one stays. What changed is logged without secrets.
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-
-use serde::Serialize;
+use std::time::SystemTime;
 
 use crate::app::AppState;
-use crate::config::overlay::{self, Overlay};
-use crate::config::{Config, ConfigError, Problem};
+use crate::config::overlay::Overlay;
+use crate::config::{Config, ConfigState, ReloadError};
 use crate::metrics::OutcomeLabels;
-
-/// Where the base config comes from.
-#[derive(Debug, Clone)]
-pub enum ConfigSource {
-    File(PathBuf),
-    /// Built in memory (the demo): edits apply, but are not persisted.
-    Fixed(Box<Config>),
-}
-
-impl ConfigSource {
-    pub fn overlay_path(&self) -> Option<PathBuf> {
-        match self {
-            Self::File(p) => Some(overlay::path_for(p)),
-            Self::Fixed(_) => None,
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        match self {
-            Self::File(p) => p.display().to_string(),
-            Self::Fixed(_) => "built-in".into(),
-        }
-    }
-
-    fn read_base(&self) -> Result<Config, ConfigError> {
-        match self {
-            Self::File(p) => Config::read(p),
-            Self::Fixed(c) => Ok((**c).clone()),
-        }
-    }
-
-    fn fail(&self, problems: Vec<Problem>) -> ConfigError {
-        ConfigError {
-            file: PathBuf::from(self.describe()),
-            problems,
-        }
-    }
-
-    /// Base config plus overlay, validated: (as edited, as routed).
-    pub fn load(&self, overlay: &Overlay) -> Result<Effective, ConfigError> {
-        let applied = overlay.apply(self.read_base()?);
-        let routable = overlay.routable(&applied);
-        let problems = routable.validate();
-        if problems.is_empty() {
-            Ok(Effective { applied, routable })
-        } else {
-            Err(self.fail(problems))
-        }
-    }
-
-    pub fn load_overlay(&self) -> Result<Overlay, ConfigError> {
-        match self.overlay_path() {
-            Some(p) => Overlay::load(&p)
-                .map_err(|e| self.fail(vec![Problem::new("overlay", format!("{e:#}"))])),
-            None => Ok(Overlay::default()),
-        }
-    }
-}
-
-/// A loaded config: with disabled entries (for the dashboard) and without
-/// them (for routing).
-#[derive(Debug, Clone)]
-pub struct Effective {
-    pub applied: Config,
-    pub routable: Config,
-}
-
-/// What the dashboard shows about reloads.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReloadStatus {
-    pub reloads: u64,
-    pub last_error: Option<String>,
-    #[serde(with = "unix_secs")]
-    pub loaded_at: SystemTime,
-}
-
-mod unix_secs {
-    pub fn serialize<S: serde::Serializer>(
-        t: &std::time::SystemTime,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(
-            t.duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        )
-    }
-}
-
-/// The config as edited, its overlay, and reload status.
-#[derive(Debug, Clone)]
-pub struct ConfigState {
-    pub applied: Arc<Config>,
-    pub overlay: Overlay,
-    pub status: ReloadStatus,
-}
-
-impl ConfigState {
-    pub fn new(effective: &Effective, overlay: Overlay) -> Self {
-        Self {
-            applied: Arc::new(effective.applied.clone()),
-            overlay,
-            status: ReloadStatus {
-                reloads: 0,
-                last_error: None,
-                loaded_at: SystemTime::now(),
-            },
-        }
-    }
-}
 
 impl AppState {
     /// Re-reads the config (and overlay) and swaps it in if valid.
-    pub fn reload(&self, trigger: &'static str) -> Result<Vec<String>, String> {
-        let overlay = self.source.load_overlay().map_err(|e| e.to_string());
-        let result = overlay.and_then(|o| self.apply_config(o, trigger));
+    pub fn reload(&self, trigger: &'static str) -> Result<Vec<String>, ReloadError> {
+        let result = self
+            .source
+            .load_overlay()
+            .map_err(ReloadError::from)
+            .and_then(|o| self.apply_config(o, trigger));
         if let Err(e) = &result {
             self.record_reload_error(trigger, e);
         }
@@ -140,8 +31,12 @@ impl AppState {
 
     /// Validates `overlay` over the base config, swaps it in, and returns
     /// what changed. The caller persists the overlay if it wants to.
-    fn apply_config(&self, overlay: Overlay, trigger: &'static str) -> Result<Vec<String>, String> {
-        let effective = self.source.load(&overlay).map_err(|e| e.to_string())?;
+    fn apply_config(
+        &self,
+        overlay: Overlay,
+        trigger: &'static str,
+    ) -> Result<Vec<String>, ReloadError> {
+        let effective = self.source.load(&overlay)?;
         let before = self.config_state();
         let mut changes = describe_changes(&before.applied, &effective.applied);
         changes.extend(describe_toggles(&before.overlay, &overlay));
@@ -152,6 +47,7 @@ impl AppState {
             state.overlay = overlay;
             state.status.reloads += 1;
             state.status.last_error = None;
+            state.status.last_error_code = None;
             state.status.loaded_at = SystemTime::now();
         }
         self.metrics
@@ -162,43 +58,42 @@ impl AppState {
         Ok(changes)
     }
 
-    fn record_reload_error(&self, trigger: &'static str, error: &str) {
+    fn record_reload_error(&self, trigger: &'static str, error: &ReloadError) {
+        let code = error.code();
         self.metrics
             .reloads
-            .get_or_create(&OutcomeLabels {
-                outcome: "rejected",
-            })
+            .get_or_create(&OutcomeLabels { outcome: code })
             .inc();
+        let message = error.to_string();
         tracing::error!(
             trigger,
-            error,
+            error_code = code,
+            error = &*message,
             "config reload rejected; the previous config stays in force"
         );
-        self.config_state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .status
-            .last_error = Some(error.to_string());
+        let mut state = self.config_state.lock().unwrap_or_else(|e| e.into_inner());
+        state.status.last_error = Some(message);
+        state.status.last_error_code = Some(code);
     }
 
     /// Applies a dashboard edit: change a copy of the overlay, validate,
-    /// persist it, swap. Edits are serialized so none is lost.
+    /// persist it, swap. Edits are serialized so none is lost. A rejected
+    /// edit leaves no trace: not on disk, and not as the last reload error.
     pub async fn edit(
         &self,
         change: impl FnOnce(&mut Overlay, &Config) -> Result<(), String>,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, ReloadError> {
         let _one_at_a_time = self.edit_lock.lock().await;
         let state = self.config_state();
         let mut overlay = state.overlay.clone();
-        change(&mut overlay, &state.applied)?;
-        // Validate before persisting: a rejected edit leaves no trace.
-        self.source.load(&overlay).map_err(|e| e.to_string())?;
+        change(&mut overlay, &state.applied).map_err(ReloadError::BadEdit)?;
+        self.source.load(&overlay)?;
         if let Some(path) = self.source.overlay_path() {
             let o = overlay.clone();
             tokio::task::spawn_blocking(move || o.save(&path))
                 .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| format!("cannot write the overlay file: {e:#}"))?;
+                .map_err(|e| ReloadError::OverlayNotWritable(e.to_string()))?
+                .map_err(|e| ReloadError::OverlayNotWritable(format!("{e:#}")))?;
         }
         self.apply_config(overlay, "dashboard")
     }
@@ -211,43 +106,9 @@ impl AppState {
     }
 }
 
-/// Reloads on SIGHUP until the process exits.
-pub async fn on_sighup(app: AppState) {
-    #[cfg(unix)]
-    {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            return;
-        };
-        while hup.recv().await.is_some() {
-            let _ = app.reload("sighup");
-        }
-    }
-    #[cfg(not(unix))]
-    std::future::pending::<()>().await;
-}
-
 /// A hash of the file's contents, or `None` if it cannot be read.
 pub fn file_fingerprint(path: &std::path::Path) -> Option<[u8; 32]> {
     std::fs::read(path).ok().map(|b| sha256(&b))
-}
-
-/// Polls the config file and reloads when its contents change. Polling (not
-/// inotify) also sees the symlink swaps Kubernetes ConfigMaps use. `loaded`
-/// is the fingerprint taken *before* the running config was read, so a change
-/// made while starting up is not missed.
-pub async fn watch_file(app: AppState, path: PathBuf, every: Duration, loaded: Option<[u8; 32]>) {
-    let mut last = loaded;
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let now = file_fingerprint(&path);
-        if now.is_some() && now != last {
-            last = now;
-            let _ = app.reload("file_change");
-        }
-    }
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {

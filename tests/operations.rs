@@ -194,7 +194,10 @@ async fn a_file_change_reloads_and_an_invalid_one_is_rejected() {
     assert_eq!(chat(&router, hello("extra")).await.status(), 200);
     let m = metrics_text(&router).await;
     assert_eq!(
-        metric(&m, r#"llm_router_config_reloads_total{outcome="rejected"}"#),
+        metric(
+            &m,
+            r#"llm_router_config_reloads_total{outcome="invalid_config"}"#
+        ),
         Some(1.0)
     );
 }

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
+use crate::config::ReloadError;
 use crate::http::error::ApiError;
 use crate::routing::HealthState;
 use crate::usage::{Totals, UsageKey};
@@ -42,7 +43,7 @@ pub struct ProviderView {
 
 #[derive(Serialize)]
 pub struct UsageReport {
-    pub store: crate::usage::store::StoreReport,
+    pub store: crate::store::StoreReport,
     pub usage_window: String,
     pub usage: Vec<UsageRow>,
     pub providers: Vec<ProviderView>,
@@ -155,10 +156,10 @@ pub async fn reset(State(app): State<AppState>, body: Bytes) -> Response {
     let count = keys.len();
     let store_ok = tokio::task::spawn_blocking(move || app.reset_usage(keys))
         .await
-        .unwrap_or_else(|e| Err(e.to_string()));
+        .unwrap_or_else(|e| Err(ReloadError::Store(e.to_string())));
     Json(serde_json::json!({
         "reset": count,
-        "store_error": store_ok.err(),
+        "store_error": store_ok.err().map(|e| e.to_string()),
     }))
     .into_response()
 }

@@ -12,6 +12,8 @@
 mod env;
 pub mod overlay;
 mod secret;
+pub mod source;
+mod store_url;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +23,8 @@ use serde::{Deserialize, Deserializer};
 
 pub use env::expand as expand_env;
 pub use secret::Secret;
+pub use source::{ConfigSource, ConfigState, Effective, ReloadError, ReloadStatus};
+pub use store_url::StoreUrl;
 pub use validate::Problem;
 
 /// Default request body limit: 32 MiB.
@@ -80,13 +84,13 @@ pub struct Config {
 
 impl Config {
     /// The store to use: `LLM_ROUTER_STORE`, else `store`, else SQLite.
-    pub fn store_url(&self) -> Result<crate::usage::store::StoreUrl, String> {
+    pub fn store_url(&self) -> Result<StoreUrl, String> {
         let raw = std::env::var("LLM_ROUTER_STORE")
             .ok()
             .filter(|s| !s.is_empty())
             .or_else(|| self.store.clone())
-            .unwrap_or_else(|| crate::usage::store::StoreUrl::DEFAULT.to_string());
-        crate::usage::store::StoreUrl::parse(&raw)
+            .unwrap_or_else(|| StoreUrl::DEFAULT.to_string());
+        StoreUrl::parse(&raw)
     }
 
     /// The rolling usage window, or `None` for cumulative counting.

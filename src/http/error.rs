@@ -7,7 +7,9 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+use crate::config::ReloadError;
+
+#[derive(Debug)]
 pub enum ApiError {
     InvalidRequest {
         message: String,
@@ -32,6 +34,8 @@ pub enum ApiError {
     /// The upstream answered, then broke before the body was complete.
     UpstreamBodyFailed,
     ShuttingDown,
+    /// A dashboard edit or usage reset that did not take effect.
+    EditRejected(crate::config::ReloadError),
 }
 
 #[derive(Serialize)]
@@ -62,6 +66,14 @@ impl ApiError {
             Self::UpstreamFailed | Self::UpstreamBodyFailed => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::EditRejected(e) => match e {
+                ReloadError::Invalid(_) | ReloadError::BadEdit(_) => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                ReloadError::OverlayNotWritable(_) | ReloadError::Store(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            },
         }
     }
 
@@ -83,6 +95,7 @@ impl ApiError {
             Self::UpstreamTimeout => "upstream_timeout",
             Self::UpstreamBodyFailed => "upstream_body_error",
             Self::ShuttingDown => "shutting_down",
+            Self::EditRejected(e) => e.code(),
         }
     }
 
@@ -94,6 +107,9 @@ impl ApiError {
             | Self::MethodNotAllowed
             | Self::PayloadTooLarge(_)
             | Self::UnsupportedMediaType => "invalid_request_error",
+            Self::EditRejected(ReloadError::Invalid(_) | ReloadError::BadEdit(_)) => {
+                "invalid_request_error"
+            }
             Self::Unauthorized | Self::Forbidden => "authentication_error",
             Self::RateLimited { .. } => "rate_limit_error",
             Self::ClientLimited(l) if l.quota_exhausted => "insufficient_quota",
@@ -121,6 +137,7 @@ impl ApiError {
             Self::UpstreamTimeout => "The upstream providers did not answer in time.".into(),
             Self::UpstreamBodyFailed => "The upstream provider failed while sending its response.".into(),
             Self::ShuttingDown => "The router is shutting down; retry on another instance.".into(),
+            Self::EditRejected(e) => e.to_string(),
         }
     }
 

@@ -1,123 +1,14 @@
 //! The HTTP surface: routes, middleware, and the mapping of errors to
 //! responses. Handlers live in [`proxy`] (the request path) and [`meta`].
 
-mod auth;
+pub mod auth;
 pub use auth::bearer;
 pub mod error;
-mod meta;
-mod proxy;
-mod request_id;
+pub mod meta;
+pub mod proxy;
+pub mod request_id;
 mod service;
 
 pub use service::Service;
 
-use std::time::Duration;
-
-use axum::Router;
-use axum::middleware::{from_fn, from_fn_with_state, map_response};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use tower_http::compression::CompressionLayer;
-use tower_http::cors::{AllowOrigin, CorsLayer};
-
 pub use crate::app::AppState;
-use crate::config::CorsConfig;
-use error::ApiError;
-
-/// Builds the HTTP services: the public one, and the operator one when
-/// `admin_listen` puts `/admin`, `/ui` and `/metrics` on their own listener.
-pub fn routers(app: AppState) -> (Router, Option<Router>) {
-    let separate = app.runtime().config.admin_listen.is_some();
-    let cors = cors_layer(&app.runtime().config.cors);
-    let v1 = Router::new()
-        .route("/v1/chat/completions", post(proxy::handle))
-        .route("/v1/completions", post(proxy::handle))
-        .route("/v1/embeddings", post(proxy::handle))
-        .route("/v1/responses", post(proxy::handle))
-        .route("/v1/models", get(meta::models))
-        .route_layer(from_fn_with_state(app.clone(), auth::require_client_key));
-    let probes = Router::new()
-        .route("/health", get(meta::health))
-        .route("/ready", get(meta::ready));
-    let operator = Router::new()
-        .merge(crate::admin::router(app.clone()))
-        .merge(crate::ui::router(app.clone()))
-        .route("/metrics", get(meta::metrics));
-    let mut public = Router::new().merge(v1).merge(probes.clone());
-    if !separate {
-        public = public.merge(operator.clone());
-    }
-    let public = finish(public, app.clone()).layer(cors);
-    let admin = separate.then(|| finish(Router::new().merge(probes).merge(operator), app.clone()));
-    (
-        public.layer(from_fn(request_id::assign)),
-        admin.map(|a| a.layer(from_fn(request_id::assign))),
-    )
-}
-
-fn finish(router: Router<AppState>, app: AppState) -> Router {
-    router
-        .fallback(not_found)
-        .layer(map_response(json_405))
-        // Fastest level: JSON bodies here are small, and default brotli
-        // quality costs more CPU than the whole proxy hop.
-        .layer(
-            CompressionLayer::new()
-                .no_deflate()
-                .quality(tower_http::CompressionLevel::Fastest),
-        )
-        .with_state(app)
-}
-
-async fn not_found() -> ApiError {
-    ApiError::NotFound
-}
-
-/// axum answers a wrong method with an empty 405 and an `Allow` header;
-/// keep the header, add the OpenAI-shaped body.
-async fn json_405(response: Response) -> Response {
-    if response.status() != StatusCode::METHOD_NOT_ALLOWED {
-        return response;
-    }
-    let allow = response.headers().get(header::ALLOW).cloned();
-    let mut out = ApiError::MethodNotAllowed.into_response();
-    if let Some(allow) = allow {
-        out.headers_mut().insert(header::ALLOW, allow);
-    }
-    out
-}
-
-/// Exact-match origins, or any origin without credentials. Never reflects an
-/// arbitrary Origin together with credentials.
-fn cors_layer(cors: &CorsConfig) -> CorsLayer {
-    let origins = if cors.allowed_origins.iter().any(|o| o == "*") {
-        AllowOrigin::any()
-    } else {
-        AllowOrigin::list(
-            cors.allowed_origins
-                .iter()
-                .filter_map(|o| HeaderValue::from_str(o).ok()),
-        )
-    };
-    CorsLayer::new()
-        .allow_origin(origins)
-        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            HeaderName::from_static("openai-organization"),
-            HeaderName::from_static("openai-project"),
-            HeaderName::from_static("openai-beta"),
-            HeaderName::from_static("x-stainless-os"),
-            HeaderName::from_static("x-stainless-lang"),
-            HeaderName::from_static("x-stainless-package-version"),
-            HeaderName::from_static("x-stainless-runtime"),
-            HeaderName::from_static("x-stainless-runtime-version"),
-            HeaderName::from_static("x-stainless-arch"),
-            HeaderName::from_static("x-stainless-retry-count"),
-            HeaderName::from_static("x-stainless-timeout"),
-        ])
-        .expose_headers([HeaderName::from_static("x-request-id"), header::RETRY_AFTER])
-        .max_age(Duration::from_secs(3600))
-}

@@ -6,15 +6,15 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, header};
 use serde::{Deserialize, Serialize};
 
 use super::session::{COOKIE, cookie_token};
 use crate::admin::auth::{AdminAccess, check};
 use crate::admin::usage::{ResetFilter, report, select};
 use crate::app::AppState;
-use crate::config::Secret;
 use crate::config::overlay::{AddedKey, KeyRef, ModelRef, WeightOverride};
+use crate::config::{ReloadError, Secret};
 use crate::http::error::ApiError;
 
 #[derive(Serialize)]
@@ -134,7 +134,7 @@ pub async fn state(State(app): State<AppState>) -> Response {
         "providers": providers,
         "recent": app.metrics.recent.list(),
         "series": app.series.points(),
-        "series_step_secs": super::series::SAMPLE_EVERY.as_secs(),
+        "series_step_secs": crate::metrics::series::SAMPLE_EVERY.as_secs(),
         "in_flight": app.metrics.in_flight.get(),
         "open_streams": app.metrics.open_streams.get(),
         "reload": config.status,
@@ -223,7 +223,7 @@ pub async fn edit(State(app): State<AppState>, body: Bytes) -> Response {
         let app2 = app.clone();
         let result = tokio::task::spawn_blocking(move || app2.reset_usage(keys))
             .await
-            .unwrap_or_else(|e| Err(e.to_string()));
+            .unwrap_or_else(|e| Err(ReloadError::Store(e.to_string())));
         return match result {
             Ok(()) => Json(serde_json::json!({"ok": true, "reset": n})).into_response(),
             Err(e) => edit_error(e),
@@ -373,14 +373,8 @@ pub async fn edit(State(app): State<AppState>, body: Bytes) -> Response {
     }
 }
 
-fn edit_error(message: String) -> Response {
-    let mut r = ApiError::InvalidRequest {
-        message,
-        param: None,
-    }
-    .into_response();
-    *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-    r
+fn edit_error(error: ReloadError) -> Response {
+    ApiError::EditRejected(error).into_response()
 }
 
 #[derive(Deserialize)]

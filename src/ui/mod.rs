@@ -6,7 +6,6 @@
 //! `/ui/api/edit`, which validate, persist to the overlay file and hot-reload.
 
 mod api;
-pub mod series;
 pub mod session;
 
 use axum::Router;

@@ -1,49 +1,51 @@
 //! Active health checks: probe each opted-in provider on its interval and
 //! mark it up or down as a whole.
 //!
-//! One task serves every provider. Every 100 ms it reads the *current*
-//! routing table, so a config reload adds, drops or retimes probes without
-//! any task bookkeeping. A provider marked down stays down until a probe
-//! succeeds (its cooldown is renewed past the next probe); selection still
-//! falls back to it if everything else is down too.
+//! [`Schedule`] decides which providers are due, from whatever routing
+//! table is current when asked, so a config reload adds, drops or retimes
+//! probes without any bookkeeping; [`probe`] runs one. The loop that ties
+//! them together is a background task (`tasks`). A provider marked down
+//! stays down until a probe succeeds (its cooldown is renewed past the
+//! next probe); selection still falls back to it if everything else is
+//! down too.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::header;
 use tokio::time::Instant;
 
 use super::{RequestBody, SendError, Upstream};
-use crate::app::AppState;
-use crate::routing::{Provider, now_ms};
+use crate::routing::{Provider, Routes, now_ms};
 
-/// Runs until the process exits.
-pub async fn run(app: AppState) {
-    let mut next_due: HashMap<Arc<str>, Instant> = HashMap::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let runtime = app.runtime();
-        let now = Instant::now();
-        for provider in &runtime.routes.providers {
+/// When each provider's next probe is due.
+#[derive(Debug, Default)]
+pub struct Schedule {
+    next_due: HashMap<Arc<str>, Instant>,
+}
+
+impl Schedule {
+    /// The providers of `routes` whose probe is due at `now`; each is then
+    /// scheduled one interval later. A provider seen for the first time is
+    /// due at once.
+    pub fn due(&mut self, routes: &Routes, now: Instant) -> Vec<Arc<Provider>> {
+        let mut out = Vec::new();
+        for provider in &routes.providers {
             let Some(check) = &provider.health_check else {
                 continue;
             };
-            let due = next_due.entry(provider.name.clone()).or_insert(now);
+            let due = self.next_due.entry(provider.name.clone()).or_insert(now);
             if *due > now {
                 continue;
             }
             *due = now + check.interval;
-            let provider = provider.clone();
-            let upstream = app.upstream.clone();
-            tokio::spawn(async move { probe(&upstream, &provider).await });
+            out.push(provider.clone());
         }
+        out
     }
 }
 
-/// One probe; updates the provider's health.
+/// One probe; updates the provider's health. `true` when it passed.
 pub async fn probe(upstream: &Upstream, provider: &Provider) -> bool {
     let Some(check) = &provider.health_check else {
         return true;
@@ -65,11 +67,12 @@ pub async fn probe(upstream: &Upstream, provider: &Provider) -> bool {
         None => Err(SendError::Invalid),
     };
     let ok = matches!(&result, Ok(r) if r.status().is_success());
+    let now = now_ms();
     if ok {
-        if provider.health.state(now_ms()).cooling_down {
+        if provider.health.state(now).cooling_down {
             tracing::info!(provider = %provider.name, "health check passed: provider is up");
         }
-        provider.health.set_down(now_ms(), None);
+        provider.health.set_down(now, None);
     } else {
         let detail = match &result {
             Ok(r) => format!("status {}", r.status().as_u16()),
@@ -80,7 +83,44 @@ pub async fn probe(upstream: &Upstream, provider: &Provider) -> bool {
         // Down until the probe after next could clear it.
         provider
             .health
-            .set_down(now_ms(), Some(check.interval * 2 + check.timeout));
+            .set_down(now, Some(check.interval * 2 + check.timeout));
     }
     ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Format};
+    use std::time::Duration;
+
+    fn routes(yaml: &str) -> Routes {
+        let config = Config::parse(yaml, Format::Yaml).unwrap();
+        Routes::build(
+            &config,
+            &Default::default(),
+            &Default::default(),
+            &Default::default(),
+        )
+    }
+
+    #[test]
+    fn probes_fall_due_once_per_interval_per_checked_provider() {
+        let r = routes(
+            "api_key: k\nproviders:\n  - {name: a, base_url: \"http://a\", api_keys: [k], health_check: {interval: 10s}}\n  - {name: b, base_url: \"http://b\", api_keys: [k]}\n  - {name: c, base_url: \"http://c\", api_keys: [k], health_check: {interval: 30s}}\n",
+        );
+        let mut s = Schedule::default();
+        let t0 = Instant::now();
+        let names =
+            |v: Vec<Arc<Provider>>| v.iter().map(|p| p.name.to_string()).collect::<Vec<_>>();
+        assert_eq!(names(s.due(&r, t0)), ["a", "c"]);
+        assert!(s.due(&r, t0 + Duration::from_secs(9)).is_empty());
+        assert_eq!(names(s.due(&r, t0 + Duration::from_secs(10))), ["a"]);
+        assert_eq!(names(s.due(&r, t0 + Duration::from_secs(30))), ["a", "c"]);
+        // A reload that adds a checked provider: due at once.
+        let r2 = routes(
+            "api_key: k\nproviders:\n  - {name: a, base_url: \"http://a\", api_keys: [k], health_check: {interval: 10s}}\n  - {name: d, base_url: \"http://d\", api_keys: [k], health_check: {interval: 10s}}\n",
+        );
+        assert_eq!(names(s.due(&r2, t0 + Duration::from_secs(31))), ["d"]);
+    }
 }

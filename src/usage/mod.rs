@@ -13,7 +13,6 @@
 
 mod cell;
 pub mod estimate;
-pub mod store;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -6,6 +6,8 @@
 //! and a reload swaps in a new one without disturbing requests in flight.
 //! The usage ledger, the health book and the upstream client outlive reloads.
 
+mod sessions;
+
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -13,13 +15,13 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::clients::{ClientBook, Clients};
-use crate::config::Config;
+use crate::config::StoreUrl;
+use crate::config::{Config, ConfigSource, ConfigState, Effective, ReloadError};
 use crate::metrics::Metrics;
-use crate::reload::{ConfigSource, ConfigState, Effective};
 use crate::routing::{HealthBook, Routes};
+use crate::store::{self, StoreStatus, Syncer, UsageWindow};
 use crate::upstream::Upstream;
 use crate::usage::Ledger;
-use crate::usage::store::{self, StoreStatus, StoreUrl, Syncer, UsageWindow};
 
 /// Everything built from one config.
 pub struct Runtime {
@@ -69,8 +71,12 @@ impl Runtime {
     }
 }
 
+/// The current [`Runtime`], swapped whole on reload. Background tasks that
+/// read the routing table hold a clone of this, not the whole state.
+pub type LiveRuntime = Arc<ArcSwap<Runtime>>;
+
 pub struct Shared {
-    runtime: ArcSwap<Runtime>,
+    runtime: LiveRuntime,
     pub upstream: Upstream,
     pub ledger: Arc<Ledger>,
     pub health: Arc<HealthBook>,
@@ -81,9 +87,9 @@ pub struct Shared {
     pub source: ConfigSource,
     pub(crate) config_state: std::sync::Mutex<ConfigState>,
     pub(crate) edit_lock: tokio::sync::Mutex<()>,
-    pub sessions: crate::ui::session::Sessions,
+    pub sessions: sessions::Sessions,
     pub client_book: ClientBook,
-    pub series: crate::ui::series::Series,
+    pub series: Arc<crate::metrics::series::Series>,
     /// The write-behind thread; taken at shutdown for the final flush.
     syncer: std::sync::Mutex<Option<Syncer>>,
 }
@@ -134,7 +140,7 @@ impl AppState {
         let client_book = ClientBook::default();
         let runtime = Runtime::build(config, &ledger, &health, &metrics, &client_book);
         Ok(Self(Arc::new(Shared {
-            runtime: ArcSwap::from_pointee(runtime),
+            runtime: Arc::new(ArcSwap::from_pointee(runtime)),
             upstream,
             ledger,
             health,
@@ -152,11 +158,11 @@ impl AppState {
     }
 
     /// Forgets usage for `keys`, in the store and in memory.
-    pub fn reset_usage(&self, keys: Vec<crate::usage::UsageKey>) -> Result<(), String> {
+    pub fn reset_usage(&self, keys: Vec<crate::usage::UsageKey>) -> Result<(), ReloadError> {
         let syncer = self.syncer.lock().unwrap_or_else(|e| e.into_inner());
         match syncer.as_ref() {
-            Some(s) => s.reset(keys),
-            None => Err("shutting down".into()),
+            Some(s) => s.reset(keys).map_err(ReloadError::Store),
+            None => Err(ReloadError::Store("shutting down".into())),
         }
     }
 
@@ -171,6 +177,11 @@ impl AppState {
     /// The current config and routes, for the whole of one request.
     pub fn runtime(&self) -> Arc<Runtime> {
         self.runtime.load_full()
+    }
+
+    /// The live runtime itself, for tasks that follow reloads.
+    pub fn live(&self) -> LiveRuntime {
+        self.runtime.clone()
     }
 
     /// Swaps in a new validated config; requests in flight keep the old one.

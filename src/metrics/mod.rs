@@ -8,6 +8,9 @@
 //! (rare by definition) may use `get_or_create`. Gauges that describe state
 //! (cooldowns, store health) are set when `/metrics` is scraped.
 
+pub mod recent;
+pub mod series;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -188,7 +191,7 @@ pub struct Metrics {
     pub client_tokens: Family<ClientLabels, Counter>,
     pub client_limited: Family<ClientLabels, Counter>,
     /// The last requests, for the dashboard (not exported).
-    pub recent: crate::ui::series::Recent,
+    pub recent: recent::Recent,
 }
 
 impl Default for Metrics {

@@ -13,66 +13,18 @@ mod redis;
 mod sqlite;
 mod window;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::config::StoreUrl;
+
 use serde::Serialize;
 
-use super::{Ledger, Totals, UsageKey};
 use crate::routing::{HealthBook, Now};
+use crate::usage::{Ledger, Totals, UsageKey};
 pub use window::UsageWindow;
-
-/// Which store, from `store:` in the config or `LLM_ROUTER_STORE`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreUrl {
-    Memory,
-    Sqlite(PathBuf),
-    Redis(String),
-}
-
-impl StoreUrl {
-    pub const DEFAULT: &'static str = "sqlite://llm-router.db";
-
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let raw = raw.trim();
-        if raw == "memory" || raw == "memory://" {
-            return Ok(Self::Memory);
-        }
-        if let Some(path) = raw.strip_prefix("sqlite://") {
-            if path.is_empty() {
-                return Err("sqlite:// needs a file path, e.g. sqlite://llm-router.db".into());
-            }
-            return Ok(Self::Sqlite(PathBuf::from(path)));
-        }
-        if raw.starts_with("redis://") || raw.starts_with("rediss://") {
-            return url::Url::parse(raw)
-                .map(|_| Self::Redis(raw.to_string()))
-                .map_err(|e| format!("invalid redis URL: {e}"));
-        }
-        Err("must be \"memory\", \"sqlite://PATH\" or \"redis://HOST:PORT/DB\"".into())
-    }
-
-    /// A description safe to log (no password).
-    pub fn describe(&self) -> String {
-        match self {
-            Self::Memory => "memory".into(),
-            Self::Sqlite(p) => format!("sqlite://{}", p.display()),
-            Self::Redis(raw) => match url::Url::parse(raw) {
-                Ok(u) => format!(
-                    "{}://{}:{}{}",
-                    u.scheme(),
-                    u.host_str().unwrap_or(""),
-                    u.port().unwrap_or(6379),
-                    u.path()
-                ),
-                Err(_) => "redis".into(),
-            },
-        }
-    }
-}
 
 /// A cooldown to share: the health cell's name and when it ends (Unix ms).
 pub type SharedCooldown = ((Arc<str>, Arc<str>, Option<Arc<str>>), u64);
@@ -316,25 +268,173 @@ fn tick(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Cooldown;
+    use crate::routing::Reason;
 
-    #[test]
-    fn store_urls_parse() {
-        assert_eq!(StoreUrl::parse("memory"), Ok(StoreUrl::Memory));
-        assert_eq!(
-            StoreUrl::parse("sqlite://data/u.db"),
-            Ok(StoreUrl::Sqlite("data/u.db".into()))
-        );
-        assert!(matches!(
-            StoreUrl::parse("redis://127.0.0.1:6379/0"),
-            Ok(StoreUrl::Redis(_))
-        ));
-        assert!(StoreUrl::parse("postgres://x").is_err());
-        assert!(StoreUrl::parse("sqlite://").is_err());
+    /// A store that keeps what it was given and answers as told.
+    #[derive(Default)]
+    struct Script {
+        restored: Vec<(UsageKey, Totals)>,
+        theirs: Vec<(UsageKey, Totals)>,
+        peer_cooldowns: Vec<SharedCooldown>,
+        fail_syncs: Arc<AtomicU64>,
+        synced: Arc<Mutex<Vec<Vec<(UsageKey, Totals)>>>>,
+        shared_cooldowns: Arc<Mutex<Vec<SharedCooldown>>>,
+        resets: Arc<Mutex<Vec<UsageKey>>>,
+    }
+
+    impl UsageStore for Script {
+        fn kind(&self) -> &'static str {
+            "script"
+        }
+        fn interval(&self) -> Duration {
+            Duration::from_secs(3600)
+        }
+        fn load(&mut self) -> anyhow::Result<Vec<(UsageKey, Totals)>> {
+            Ok(std::mem::take(&mut self.restored))
+        }
+        fn sync(
+            &mut self,
+            local: &[(UsageKey, Totals)],
+        ) -> anyhow::Result<Vec<(UsageKey, Totals)>> {
+            if self.fail_syncs.load(Relaxed) > 0 {
+                self.fail_syncs.fetch_sub(1, Relaxed);
+                anyhow::bail!("disk on fire");
+            }
+            self.synced.lock().unwrap().push(local.to_vec());
+            Ok(self.theirs.clone())
+        }
+        fn reset(&mut self, keys: &[UsageKey]) -> anyhow::Result<()> {
+            self.resets.lock().unwrap().extend_from_slice(keys);
+            Ok(())
+        }
+        fn sync_cooldowns(
+            &mut self,
+            local: &[SharedCooldown],
+        ) -> anyhow::Result<Vec<SharedCooldown>> {
+            *self.shared_cooldowns.lock().unwrap() = local.to_vec();
+            Ok(self.peer_cooldowns.clone())
+        }
+    }
+
+    fn key(model: &str) -> UsageKey {
+        UsageKey {
+            provider: "p".into(),
+            key_fingerprint: "f".into(),
+            model: model.into(),
+        }
+    }
+
+    fn tokens(n: u64) -> Totals {
+        Totals {
+            tokens: n,
+            requests: 1,
+            ..Totals::default()
+        }
+    }
+
+    fn unix_ms() -> u64 {
+        Now::read().unix_ms
     }
 
     #[test]
-    fn redis_description_hides_the_password() {
-        let url = StoreUrl::parse("redis://:hunter2@cache:6380/1").unwrap();
-        assert_eq!(url.describe(), "redis://cache:6380/1");
+    fn the_syncer_restores_then_trades_totals_and_cooldowns() {
+        let ledger = Arc::new(Ledger::new());
+        let health = Arc::new(HealthBook::default());
+        let status = Arc::new(StoreStatus::default());
+        let (p, f): (Arc<str>, Arc<str>) = ("p".into(), "f".into());
+        let ours = health.cell(&p, &f, None);
+        ours.failed(
+            Now::read().mono_ms,
+            Reason::Timeout,
+            Some(Duration::from_secs(60)),
+            &Cooldown::default(),
+        );
+        let peer = health.cell(&p, &"g".into(), None);
+        let script = Script {
+            restored: vec![(key("m"), tokens(40))],
+            theirs: vec![(key("m"), tokens(7)), (key("n"), tokens(3))],
+            peer_cooldowns: vec![((p.clone(), "g".into(), None), unix_ms() + 30_000)],
+            ..Script::default()
+        };
+        let (synced, shared) = (script.synced.clone(), script.shared_cooldowns.clone());
+        let syncer = Syncer::start(
+            Box::new(script),
+            ledger.clone(),
+            health.clone(),
+            UsageWindow::new(None),
+            status.clone(),
+        );
+        // Restored before the first request could be routed.
+        assert_eq!(ledger.cell(key("m")).local_totals().tokens, 40);
+        syncer.stop();
+        // The final sync sent our totals, and took theirs.
+        let sent = synced.lock().unwrap();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0], [(key("m"), ledger.cell(key("m")).local_totals())]);
+        assert_eq!(ledger.cell(key("m")).totals().tokens, 47);
+        assert_eq!(ledger.cell(key("n")).totals().tokens, 3);
+        // Our cooldown went out; the peer's came in.
+        let out = shared.lock().unwrap();
+        let mine = out.iter().find(|(k, _)| k.1 == f).unwrap().1;
+        assert!(
+            (unix_ms() + 55_000..=unix_ms() + 60_000).contains(&mine),
+            "{mine}"
+        );
+        let now = Now::read().mono_ms;
+        assert_eq!(peer.state(now).reason, Reason::Peer);
+        assert!(peer.state(now).remaining_ms > 25_000);
+        let report = status.report();
+        assert!(report.healthy);
+        assert_eq!(
+            (report.kind, report.syncs, report.failures),
+            ("script", 1, 0)
+        );
+    }
+
+    #[test]
+    fn a_failing_store_is_reported_and_recovers() {
+        let ledger = Arc::new(Ledger::new());
+        ledger.cell(key("m")).restore(&tokens(5));
+        let status = Arc::new(StoreStatus::default());
+        let script = Script::default();
+        script.fail_syncs.store(2, Relaxed);
+        let synced = script.synced.clone();
+        let mut store: Box<dyn UsageStore> = Box::new(script);
+        let mut window = UsageWindow::new(None);
+        let health = HealthBook::default();
+        tick(store.as_mut(), &ledger, &health, &mut window, &status);
+        tick(store.as_mut(), &ledger, &health, &mut window, &status);
+        let report = status.report();
+        assert!(!report.healthy && !status.healthy());
+        assert_eq!(report.failures, 2);
+        assert_eq!(report.last_error.as_deref(), Some("sync: disk on fire"));
+        assert!(synced.lock().unwrap().is_empty());
+        // The next good sync sends everything counted meanwhile.
+        tick(store.as_mut(), &ledger, &health, &mut window, &status);
+        assert!(status.healthy());
+        assert_eq!(status.report().syncs, 1);
+        assert_eq!(synced.lock().unwrap()[0][0].1.tokens, 5);
+    }
+
+    #[test]
+    fn a_reset_forgets_in_the_store_and_in_memory() {
+        let ledger = Arc::new(Ledger::new());
+        ledger.cell(key("m")).restore(&tokens(5));
+        ledger.cell(key("n")).restore(&tokens(6));
+        let script = Script::default();
+        let resets = script.resets.clone();
+        let syncer = Syncer::start(
+            Box::new(script),
+            ledger.clone(),
+            Arc::new(HealthBook::default()),
+            UsageWindow::new(None),
+            Arc::new(StoreStatus::default()),
+        );
+        assert_eq!(syncer.reset(vec![key("m")]), Ok(()));
+        assert_eq!(*resets.lock().unwrap(), [key("m")]);
+        assert_eq!(ledger.cell(key("m")).totals().tokens, 0);
+        assert_eq!(ledger.cell(key("n")).totals().tokens, 6);
+        syncer.stop();
     }
 }
