@@ -271,6 +271,8 @@ mod tests {
     use crate::config::Cooldown;
     use crate::routing::Reason;
 
+    type Rows = Vec<(UsageKey, Totals)>;
+
     /// A store that keeps what it was given and answers as told.
     #[derive(Default)]
     struct Script {
@@ -278,7 +280,7 @@ mod tests {
         theirs: Vec<(UsageKey, Totals)>,
         peer_cooldowns: Vec<SharedCooldown>,
         fail_syncs: Arc<AtomicU64>,
-        synced: Arc<Mutex<Vec<Vec<(UsageKey, Totals)>>>>,
+        synced: Arc<Mutex<Vec<Rows>>>,
         shared_cooldowns: Arc<Mutex<Vec<SharedCooldown>>>,
         resets: Arc<Mutex<Vec<UsageKey>>>,
     }
