@@ -9,12 +9,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::StreamExt;
-use llm_router::accounting::{Exchange, RequestInfo};
+use llm_router::accounting::{Billing, Exchange, RequestInfo, Routed};
 use llm_router::config::{Config, Format};
 use llm_router::metrics::Metrics;
 use llm_router::relay::{RelayOptions, relay};
 use llm_router::routing::{HealthBook, Routes};
 use llm_router::usage::Ledger;
+use llm_router::usage::Penalties;
 use std::hint::black_box;
 use tokio_util::sync::CancellationToken;
 
@@ -62,13 +63,19 @@ fn bench(c: &mut Criterion) {
             };
             let exchange = Exchange::new(
                 info,
-                group.clone(),
-                0,
-                200,
-                1,
-                reservation,
-                (0, 0),
-                metrics.clone(),
+                Routed {
+                    group: group.clone(),
+                    candidate: 0,
+                    attempts: 1,
+                    status: 200,
+                    reservation,
+                },
+                Billing {
+                    penalties: Penalties::default(),
+                    client: None,
+                    request_body: Bytes::new(),
+                    metrics: metrics.clone(),
+                },
             );
             let options = RelayOptions {
                 strip_usage_chunk: true,

@@ -9,9 +9,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
+
+use crate::clients::Client;
 use crate::metrics::Metrics;
 use crate::routing::Group;
-use crate::usage::{Reservation, Settlement, TokenUsage};
+use crate::usage::{Penalties, Reservation, Settlement, TokenUsage};
 
 /// What is known about a request before it is routed.
 #[derive(Debug, Clone)]
@@ -21,28 +24,93 @@ pub struct RequestInfo {
     pub started: Instant,
 }
 
+/// How a routed request ended: the log's `outcome`, and for failures the
+/// kind of `upstream_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Outcome {
+    /// The answer reached the client whole.
+    #[default]
+    Ok,
+    /// The client went away before the answer was complete.
+    ClientDisconnected,
+    /// The upstream broke or stalled mid-stream.
+    StreamInterrupted,
+    /// The stream was still open when the shutdown drain ran out.
+    Shutdown,
+    /// The upstream stopped sending a JSON body for longer than allowed.
+    UpstreamTimeout,
+    /// The upstream's JSON body broke off.
+    UpstreamBodyFailed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::ClientDisconnected => "client_disconnected",
+            Self::StreamInterrupted => "stream_interrupted",
+            Self::Shutdown => "shutdown",
+            Self::UpstreamTimeout => "upstream_timeout",
+            Self::UpstreamBodyFailed => "upstream_body_error",
+        }
+    }
+
+    /// Whether the upstream is to blame (an error, and the error penalty).
+    pub fn upstream_failed(self) -> bool {
+        matches!(
+            self,
+            Self::StreamInterrupted | Self::UpstreamTimeout | Self::UpstreamBodyFailed
+        )
+    }
+}
+
 /// How a response ended.
 #[derive(Debug, Clone, Default)]
 pub struct End {
     pub usage: Option<TokenUsage>,
     /// Completion chunks streamed, counted as tokens when usage is unknown.
     pub streamed: u64,
-    /// The upstream failed (counts an error and the error penalty).
-    pub failed: bool,
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     /// The response's text-bearing parts (stream event data, or the whole
     /// body), kept only so a missing `usage` can be estimated.
-    pub captured: Vec<bytes::Bytes>,
+    pub captured: Vec<Bytes>,
 }
 
 impl End {
+    /// An answer that reached the client whole.
     pub fn ok(usage: Option<TokenUsage>) -> Self {
         Self {
             usage,
-            outcome: "ok",
             ..Self::default()
         }
     }
+
+    /// An answer that ended otherwise.
+    pub fn with(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            ..Self::default()
+        }
+    }
+}
+
+/// Where a request went: the candidate that answered, its status, and the
+/// reservation its routing made.
+pub struct Routed {
+    pub group: Arc<Group>,
+    pub candidate: usize,
+    pub attempts: u32,
+    pub status: u16,
+    pub reservation: Reservation,
+}
+
+/// Who pays, and how: the penalties, the client key, and the request body
+/// (a cheap reference, kept to estimate usage the upstream did not report).
+pub struct Billing {
+    pub penalties: Penalties,
+    pub client: Option<Arc<Client>>,
+    pub request_body: Bytes,
+    pub metrics: Arc<Metrics>,
 }
 
 pub struct Exchange {
@@ -52,51 +120,22 @@ pub struct Exchange {
     pub status: u16,
     pub attempts: u32,
     reservation: Option<Reservation>,
-    penalties: (u64, u64),
-    metrics: Arc<Metrics>,
+    billing: Billing,
     first_event_seen: bool,
-    client: Option<Arc<crate::clients::Client>>,
-    /// The request as sent, for estimating usage the upstream did not report.
-    request_body: bytes::Bytes,
 }
 
 impl Exchange {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        info: RequestInfo,
-        group: Arc<Group>,
-        candidate: usize,
-        status: u16,
-        attempts: u32,
-        reservation: Reservation,
-        penalties: (u64, u64),
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(info: RequestInfo, routed: Routed, billing: Billing) -> Self {
         Self {
             info,
-            group,
-            candidate,
-            status,
-            attempts,
-            reservation: Some(reservation),
-            penalties,
-            metrics,
+            group: routed.group,
+            candidate: routed.candidate,
+            status: routed.status,
+            attempts: routed.attempts,
+            reservation: Some(routed.reservation),
+            billing,
             first_event_seen: false,
-            client: None,
-            request_body: bytes::Bytes::new(),
         }
-    }
-
-    /// Keeps the request body (a cheap reference) for usage estimates.
-    pub fn with_request_body(mut self, body: bytes::Bytes) -> Self {
-        self.request_body = body;
-        self
-    }
-
-    /// Counts this request's tokens against a client key too.
-    pub fn with_client(mut self, client: Option<Arc<crate::clients::Client>>) -> Self {
-        self.client = client;
-        self
     }
 
     /// Whether to keep response text for a usage estimate.
@@ -116,7 +155,7 @@ impl Exchange {
     }
 
     pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+        &self.billing.metrics
     }
 
     pub fn finish(mut self, end: End) {
@@ -127,17 +166,18 @@ impl Exchange {
         let Some(reservation) = self.reservation.take() else {
             return;
         };
-        let needs_estimate = end.usage.is_none() && (!end.captured.is_empty() || !end.failed);
+        let needs_estimate =
+            end.usage.is_none() && (!end.captured.is_empty() || !end.outcome.upstream_failed());
         let settle = Settle {
             info: self.info.clone(),
             group: self.group.clone(),
             candidate: self.candidate,
             status: self.status,
             attempts: self.attempts,
-            penalties: self.penalties,
-            metrics: self.metrics.clone(),
-            client: self.client.take(),
-            request_body: std::mem::take(&mut self.request_body),
+            penalties: self.billing.penalties,
+            metrics: self.billing.metrics.clone(),
+            client: self.billing.client.take(),
+            request_body: std::mem::take(&mut self.billing.request_body),
             reservation,
         };
         match tokio::runtime::Handle::try_current() {
@@ -159,10 +199,10 @@ struct Settle {
     candidate: usize,
     status: u16,
     attempts: u32,
-    penalties: (u64, u64),
+    penalties: Penalties,
     metrics: Arc<Metrics>,
-    client: Option<Arc<crate::clients::Client>>,
-    request_body: bytes::Bytes,
+    client: Option<Arc<Client>>,
+    request_body: Bytes,
     reservation: Reservation,
 }
 
@@ -172,8 +212,9 @@ impl Settle {
         let reservation = self.reservation;
         let prompt_estimate = reservation.prompt_estimate();
         let c = &self.group.candidates[self.candidate];
+        let failed = end.outcome.upstream_failed();
         let mut estimated = false;
-        if end.usage.is_none() && (!end.captured.is_empty() || !end.failed) {
+        if end.usage.is_none() && (!end.captured.is_empty() || !failed) {
             let mut usage = crate::usage::estimate::estimate(&self.request_body, &end.captured);
             if end.captured.is_empty() {
                 // Nothing was kept (this upstream usually reports usage):
@@ -184,16 +225,15 @@ impl Settle {
             end.usage = Some(usage);
             estimated = true;
         }
-        if end.outcome == "ok" {
+        if end.outcome == Outcome::Ok {
             c.usage.set_reports_no_usage(estimated);
         }
         let settlement = Settlement {
             usage: end.usage,
             estimated,
             streamed_tokens: end.streamed,
-            failed: end.failed,
-            request_penalty: self.penalties.0,
-            error_penalty: self.penalties.1,
+            failed,
+            penalties: self.penalties,
         };
         reservation.settle(settlement);
         let tokens = end.usage.unwrap_or(TokenUsage {
@@ -203,8 +243,7 @@ impl Settle {
         });
         if let Some(client) = &self.client {
             client.usage.reserve(prompt_estimate).settle(Settlement {
-                request_penalty: 0,
-                error_penalty: 0,
+                penalties: Penalties::default(),
                 ..settlement
             });
             client.record_tokens(tokens.total_tokens);
@@ -216,8 +255,8 @@ impl Settle {
         if estimated || end.usage.is_none() {
             m.estimated.inc();
         }
-        if end.failed {
-            m.upstream_error(&self.metrics, end.outcome);
+        if failed {
+            m.upstream_error(&self.metrics, end.outcome.as_str());
         }
         let latency = self.info.started.elapsed();
         m.duration.observe(latency);
@@ -231,7 +270,7 @@ impl Settle {
                 model: c.model.clone(),
                 key: c.key.alias.clone(),
                 status: self.status,
-                outcome: end.outcome,
+                outcome: end.outcome.as_str(),
                 total_tokens: tokens.total_tokens,
                 latency_ms: latency.as_secs_f64() * 1000.0,
             });
@@ -248,7 +287,7 @@ impl Settle {
             key = &*c.key.alias,
             client = self.client.as_ref().map(|c| &*c.name),
             status = self.status,
-            outcome = end.outcome,
+            outcome = end.outcome.as_str(),
             attempts = self.attempts,
             prompt_tokens = tokens.prompt_tokens,
             completion_tokens = tokens.completion_tokens,
@@ -262,10 +301,7 @@ impl Settle {
 
 impl Drop for Exchange {
     fn drop(&mut self) {
-        self.settle(End {
-            outcome: "client_disconnected",
-            ..End::default()
-        });
+        self.settle(End::with(Outcome::ClientDisconnected));
     }
 }
 

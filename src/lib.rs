@@ -1,19 +1,19 @@
 //! llm-router: an OpenAI-compatible router for many providers and keys.
 //!
-//! How the modules fit, in the order a request meets them:
+//! The modules form layers, bottom to top; each imports only from its own
+//! layer or below (ARCHITECTURE.md has the table, and `tests/layers.rs`
+//! holds the code to it):
 //!
-//! - [`http`]: routes, auth, request ids, errors → responses; the request
-//!   path itself is `http::proxy`, readable top to bottom.
-//! - [`payload`]: reads `model`/`stream` from the body and splices rewrites
-//!   into the original bytes.
-//! - [`routing`]: the routing table built from config, candidate selection
-//!   (a pure function) and passive health.
-//! - [`upstream`]: the HTTP client and the failover loop.
-//! - [`relay`]: SSE framing, usage extraction, per-event compression.
-//! - [`accounting`] and [`usage`]: settling token usage into lock-free cells.
-//! - [`config`]: schema, loading, validation; secrets stay inside it.
-//! - [`app`]: the shared, hot-swappable state; [`server`]: sockets and
-//!   shutdown; [`mock`]: the built-in demo provider.
+//! 0. [`payload`], [`usage`], [`metrics`], [`telemetry`], [`mock`]
+//! 1. [`config`]
+//! 2. [`routing`], [`clients`]
+//! 3. [`store`], [`upstream`], [`accounting`]
+//! 4. [`relay`]
+//! 5. [`app`]
+//! 6. [`reload`], [`tasks`]
+//! 7. [`http`] (the request path itself is `http::proxy`, readable top to
+//!    bottom), 8. [`admin`], 9. [`ui`]
+//! 10. [`routes`], [`server`]
 
 pub mod accounting;
 pub mod admin;

@@ -1,31 +1,44 @@
-//! The request path, top to bottom:
+//! The request path. [`proxy`] reads as its steps, each a function below:
 //!
-//! 1. read the body, within the size limit;
-//! 2. parse `model` and `stream` (nothing else);
-//! 3. find the group in this request's config snapshot;
-//! 4. send to the best candidate, failing over before the client sees a byte;
-//! 5. relay the answer: SSE event by event, or the JSON body as received;
-//! 6. settle usage and log (the [`Exchange`] does both, even on disconnect).
+//! 1. [`admit`]: the body, within its size limit, and the few fields
+//!    routing needs (`model`, `stream`);
+//! 2. [`route`]: the group the client named, its right to use it, and its
+//!    rate limits;
+//! 3. [`send`]: the best candidate, failing over before the client has
+//!    seen a byte;
+//! 4. [`relay_stream`] or [`relay_json`]: the answer, as it arrives;
+//! 5. settle: usage, metrics and the log line, by the [`Exchange`] the
+//!    relay carries, when the answer ends however it ends (see
+//!    `accounting`).
+//!
+//! A step that refuses the request returns a [`Rejection`]: the error the
+//! client gets, and the group (for the log), if the request got that far.
+
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use http::{HeaderMap, HeaderValue, header};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyDataStream, BodyExt};
 use hyper::body::Body as HttpBody;
 use tokio::time::Instant;
 
 use super::error::ApiError;
 use super::{AppState, auth, request_id};
-use crate::accounting::{End, Exchange, RequestInfo, log_rejected};
-use crate::clients::Caller;
-use crate::payload::Endpoint;
+use crate::accounting::{Billing, End, Exchange, Outcome, RequestInfo, Routed, log_rejected};
+use crate::app::Runtime;
+use crate::clients::{Caller, Client, RateHeaders};
+use crate::metrics::{ClientLabels, InFlight};
+use crate::payload::{Endpoint, Parsed};
 use crate::relay::{self, RelayOptions, compress, sse};
-use crate::upstream::{self, FailoverError, Plan, Upstream};
+use crate::routing::Group;
+use crate::upstream::{self, Attempt, FailoverError, Plan, Upstream};
+use crate::usage::Penalties;
 
-/// An error, and the group it concerned if we got that far (for the log).
+/// An error for the client, and the group it concerned if we got that far.
 struct Rejection(ApiError, Option<String>);
 
 impl From<ApiError> for Rejection {
@@ -117,6 +130,7 @@ where
     }
 }
 
+/// The steps, in order, on one config snapshot.
 async fn proxy<B>(
     app: &AppState,
     upstream: &Upstream,
@@ -134,153 +148,285 @@ where
         body,
     } = request;
     let runtime = app.runtime();
-    let config = &runtime.config;
     let in_flight = app.metrics.in_flight();
 
-    let body = read_body(body, &headers, config.max_body_bytes).await?;
-    let parsed = crate::payload::parse_for(&body, endpoint).map_err(ApiError::from)?;
-    let Some(group) = runtime.routes.resolve(&parsed.model) else {
-        let model = parsed.model.clone();
-        return Err(Rejection(
-            ApiError::ModelNotFound(model.clone()),
-            Some(model),
-        ));
+    let Admitted { body, parsed } = admit(&runtime, endpoint, &headers, body).await?;
+    let route = route(app, &runtime, caller, &parsed, &body)?;
+    let deadline = Instant::now() + runtime.config.timeouts.total;
+    let penalties = Penalties {
+        request: runtime.config.request_penalty,
+        error: runtime.config.error_penalty,
     };
-    if !group.serves(endpoint) {
-        let error = ApiError::InvalidRequest {
+    let plan = Plan {
+        group: &route.group,
+        endpoint,
+        parsed: &parsed,
+        body: &body,
+        headers: &headers,
+        max_attempts: runtime.config.retries.max_attempts,
+        first_byte: runtime.config.timeouts.first_byte,
+        deadline,
+        cooldown: &runtime.config.cooldown,
+        penalties,
+    };
+    let attempt = send(app, upstream, &plan).await?;
+
+    let Attempt {
+        response,
+        candidate,
+        attempts,
+        reservation,
+    } = attempt;
+    let status = response.status();
+    let exchange = Exchange::new(
+        info,
+        Routed {
+            group: route.group.clone(),
+            candidate,
+            attempts,
+            status: status.as_u16(),
+            reservation,
+        },
+        Billing {
+            penalties,
+            client: route.client,
+            request_body: body.clone(),
+            metrics: app.metrics.clone(),
+        },
+    );
+    let mut out_headers = upstream::response_headers(response.headers());
+    if let Some(h) = &route.rate_headers {
+        h.apply(&mut out_headers);
+    }
+    let answer = Answer {
+        status,
+        headers: out_headers,
+        exchange,
+        in_flight,
+    };
+    if is_event_stream(response.headers()) {
+        let options = RelayOptions {
+            strip_usage_chunk: parsed.router_requested_usage(),
+            idle: runtime.config.timeouts.idle,
+            deadline,
+            encoding: compress::negotiate(headers.get(header::ACCEPT_ENCODING)),
+            stop: app.streams_stop.clone(),
+        };
+        let streams = InFlight::new(app.metrics.open_streams.clone());
+        Ok(relay_stream(response, answer, options, streams))
+    } else {
+        let limits = JsonLimits {
+            idle: runtime.config.timeouts.idle,
+            deadline,
+        };
+        relay_json(response, answer, &headers, limits)
+            .await
+            .map_err(|e| Rejection(e, Some(parsed.model.clone())))
+    }
+}
+
+/// What step 1 admitted: the body, and what routing reads of it.
+struct Admitted {
+    body: Bytes,
+    parsed: Parsed,
+}
+
+/// Step 1, when the request head is in: reads the body (refusing one over
+/// `max_body_bytes`, by its declared length before reading any of it) and
+/// parses the fields routing needs. An error here is the client's (400,
+/// 413), and names no group.
+async fn admit<B>(
+    runtime: &Runtime,
+    endpoint: Endpoint,
+    headers: &HeaderMap,
+    body: B,
+) -> Result<Admitted, Rejection>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<axum::BoxError>,
+{
+    let body = read_body(body, headers, runtime.config.max_body_bytes).await?;
+    let parsed = crate::payload::parse_for(&body, endpoint).map_err(ApiError::from)?;
+    Ok(Admitted { body, parsed })
+}
+
+/// Where step 2 sends the request, and for whom.
+struct Route {
+    group: Arc<Group>,
+    client: Option<Arc<Client>>,
+    /// The client key's `x-ratelimit-*` state, for the response.
+    rate_headers: Option<RateHeaders>,
+}
+
+/// Step 2, with the body parsed: resolves `model` (a group, an alias, or
+/// `provider/model`), checks that the group serves this endpoint and that
+/// the caller's key may use it, and admits the request against the key's
+/// rpm, tpm and budget. A group out of the key's scope is a 404, exactly
+/// as one that does not exist.
+fn route(
+    app: &AppState,
+    runtime: &Runtime,
+    caller: &Caller,
+    parsed: &Parsed,
+    body: &[u8],
+) -> Result<Route, Rejection> {
+    let refuse = |e| Rejection(e, Some(parsed.model.clone()));
+    let not_found = || refuse(ApiError::ModelNotFound(parsed.model.clone()));
+    let group = runtime
+        .routes
+        .resolve(&parsed.model)
+        .ok_or_else(not_found)?;
+    if !group.serves(parsed.endpoint) {
+        return Err(refuse(ApiError::InvalidRequest {
             message: format!(
                 "The model `{}` does not serve /v1{}.",
                 group.name,
-                endpoint.path()
+                parsed.endpoint.path()
             ),
             param: Some("model"),
-        };
-        return Err(Rejection(error, Some(parsed.model.clone())));
+        }));
     }
-
     let client = caller.client().cloned();
     let mut rate_headers = None;
     if let Some(c) = &client {
-        // Out of scope looks exactly like a model that does not exist.
         if !c.may_use(&group.name, &parsed.model) {
-            let model = parsed.model.clone();
-            return Err(Rejection(
-                ApiError::ModelNotFound(model.clone()),
-                Some(model),
-            ));
+            return Err(not_found());
         }
         match c.admit((body.len() / 4) as u64) {
             Ok(h) => rate_headers = Some(h),
             Err(limited) => {
                 app.metrics
                     .client_limited
-                    .get_or_create(&crate::metrics::ClientLabels {
+                    .get_or_create(&ClientLabels {
                         client: c.name.to_string(),
                     })
                     .inc();
-                return Err(Rejection(
-                    ApiError::ClientLimited(limited),
-                    Some(parsed.model.clone()),
-                ));
+                return Err(refuse(ApiError::ClientLimited(limited)));
             }
         }
     }
+    Ok(Route {
+        group,
+        client,
+        rate_headers,
+    })
+}
 
-    let deadline = Instant::now() + config.timeouts.total;
-    let penalties = (config.request_penalty, config.error_penalty);
-    let plan = Plan {
-        group: &group,
-        endpoint,
-        parsed: &parsed,
-        body: &body,
-        headers: &headers,
-        max_attempts: config.retries.max_attempts,
-        first_byte: config.timeouts.first_byte,
-        deadline,
-        cooldown: &config.cooldown,
-        penalties,
-    };
-    let attempt = upstream::send(upstream, &plan, &app.metrics)
+/// Step 3, once routed: tries the group's candidates, best first, until
+/// one answers with something to pass on (see `upstream::send`). When
+/// every attempt failed: 429 if all were rate limits (with the soonest
+/// `Retry-After`), 504 if all timed out, else 502.
+async fn send(app: &AppState, upstream: &Upstream, plan: &Plan<'_>) -> Result<Attempt, Rejection> {
+    upstream::send(upstream, plan, &app.metrics)
         .await
-        .map_err(|e| Rejection(all_failed(&e), Some(parsed.model.clone())))?;
+        .map_err(|e| Rejection(all_failed(&e), Some(plan.parsed.model.clone())))
+}
 
-    let status = attempt.response.status();
-    let exchange = Exchange::new(
-        info,
-        group.clone(),
-        attempt.candidate,
-        status.as_u16(),
-        attempt.attempts,
-        attempt.reservation,
-        penalties,
-        app.metrics.clone(),
-    )
-    .with_client(client)
-    .with_request_body(body.clone());
-    let mut out_headers = upstream::response_headers(attempt.response.headers());
-    if let Some(h) = &rate_headers {
-        h.apply(&mut out_headers);
+fn all_failed(e: &FailoverError) -> ApiError {
+    if let Some(retry_after) = e.all_rate_limited() {
+        ApiError::RateLimited { retry_after }
+    } else if e.all_timed_out() {
+        ApiError::UpstreamTimeout
+    } else {
+        ApiError::UpstreamFailed
     }
+}
 
-    if is_event_stream(attempt.response.headers()) {
-        let encoding = compress::negotiate(headers.get(header::ACCEPT_ENCODING));
-        let options = RelayOptions {
-            strip_usage_chunk: parsed.router_requested_usage(),
-            idle: config.timeouts.idle,
-            deadline,
-            encoding,
-            stop: app.streams_stop.clone(),
-        };
-        let streams = crate::metrics::InFlight::new(app.metrics.open_streams.clone());
-        let events = relay::relay(
-            BodyDataStream::new(attempt.response.into_body()),
-            exchange,
-            options,
-            (in_flight, streams),
-        );
-        if let Some(encoding) = encoding {
-            out_headers.insert(header::CONTENT_ENCODING, encoding.header_value());
-            out_headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-        }
-        out_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        out_headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-        let mut response = Response::new(Body::from_stream(events));
-        *response.status_mut() = status;
-        *response.headers_mut() = out_headers;
-        return Ok(response);
+/// An upstream's answer on its way to the client.
+struct Answer {
+    status: StatusCode,
+    /// The upstream's headers as the client gets them.
+    headers: HeaderMap,
+    exchange: Exchange,
+    in_flight: InFlight,
+}
+
+/// Step 4 for `text/event-stream` answers: the client's response, whose
+/// body relays the upstream's events one by one as they arrive (see
+/// `relay`). The relay owns the exchange, and settles it when the stream
+/// ends, breaks, stalls, or its client goes away.
+fn relay_stream(
+    response: http::Response<hyper::body::Incoming>,
+    answer: Answer,
+    options: RelayOptions,
+    streams: InFlight,
+) -> Response {
+    let Answer {
+        status,
+        mut headers,
+        exchange,
+        in_flight,
+    } = answer;
+    if let Some(encoding) = options.encoding {
+        headers.insert(header::CONTENT_ENCODING, encoding.header_value());
+        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    let events = relay::relay(
+        BodyDataStream::new(response.into_body()),
+        exchange,
+        options,
+        (in_flight, streams),
+    );
+    let mut response = Response::new(Body::from_stream(events));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
 
-    match read_upstream(attempt.response, config.timeouts.idle, deadline).await {
-        Ok(bytes) => {
-            // Providers do not bill requests they refused.
-            let usage = if status.is_success() {
-                sse::body_usage(&bytes)
-            } else {
-                Some(Default::default())
-            };
-            exchange.finish(End {
-                captured: if usage.is_none() {
-                    vec![bytes.clone()]
-                } else {
-                    Vec::new()
-                },
-                ..End::ok(usage)
+/// How long a JSON answer may take.
+struct JsonLimits {
+    /// Longest gap between two chunks of the body.
+    idle: std::time::Duration,
+    deadline: Instant,
+}
+
+/// Step 4 for other answers: reads the upstream's body, settles with the
+/// `usage` it reports (refused requests cost nothing), and answers,
+/// compressed when the client accepts it. A body that stalls or breaks
+/// settles as a failure and is a 504 or 502.
+async fn relay_json(
+    response: http::Response<hyper::body::Incoming>,
+    answer: Answer,
+    request: &HeaderMap,
+    limits: JsonLimits,
+) -> Result<Response, ApiError> {
+    let Answer {
+        status,
+        mut headers,
+        exchange,
+        in_flight: _in_flight,
+    } = answer;
+    let bytes = match read_upstream(response, limits).await {
+        Ok(bytes) => bytes,
+        Err(outcome) => {
+            exchange.finish(End::with(outcome));
+            return Err(match outcome {
+                Outcome::UpstreamTimeout => ApiError::UpstreamTimeout,
+                _ => ApiError::UpstreamBodyFailed,
             });
-            let body = compress_json(bytes, &headers, &mut out_headers).await;
-            let mut response = Response::new(Body::from(body));
-            *response.status_mut() = status;
-            *response.headers_mut() = out_headers;
-            Ok(response)
         }
-        Err(error) => {
-            exchange.finish(End {
-                failed: true,
-                outcome: error.code(),
-                ..End::default()
-            });
-            Err(Rejection(error, Some(parsed.model.clone())))
-        }
-    }
+    };
+    // Providers do not bill requests they refused.
+    let usage = if status.is_success() {
+        sse::body_usage(&bytes)
+    } else {
+        Some(Default::default())
+    };
+    exchange.finish(End {
+        captured: if usage.is_none() {
+            vec![bytes.clone()]
+        } else {
+            Vec::new()
+        },
+        ..End::ok(usage)
+    });
+    let body = compress_json(bytes, request, &mut headers).await;
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    Ok(response)
 }
 
 /// Compresses a whole JSON body when the client accepts an encoding we
@@ -303,16 +449,6 @@ async fn compress_json(body: Bytes, request: &HeaderMap, out: &mut HeaderMap) ->
             compressed
         }
         Err(_) => body,
-    }
-}
-
-fn all_failed(e: &FailoverError) -> ApiError {
-    if let Some(retry_after) = e.all_rate_limited() {
-        ApiError::RateLimited { retry_after }
-    } else if e.all_timed_out() {
-        ApiError::UpstreamTimeout
-    } else {
-        ApiError::UpstreamFailed
     }
 }
 
@@ -354,18 +490,17 @@ where
 /// chunks and the request's overall deadline.
 async fn read_upstream(
     response: http::Response<hyper::body::Incoming>,
-    idle: std::time::Duration,
-    deadline: Instant,
-) -> Result<Bytes, ApiError> {
+    limits: JsonLimits,
+) -> Result<Bytes, Outcome> {
     let mut stream = BodyDataStream::new(response.into_body());
     let mut buf = BytesMut::new();
     loop {
-        let wait = (Instant::now() + idle).min(deadline);
+        let wait = (Instant::now() + limits.idle).min(limits.deadline);
         match tokio::time::timeout_at(wait, stream.next()).await {
             Ok(Some(Ok(chunk))) => buf.extend_from_slice(&chunk),
             Ok(None) => return Ok(buf.freeze()),
-            Ok(Some(Err(_))) => return Err(ApiError::UpstreamBodyFailed),
-            Err(_) => return Err(ApiError::UpstreamTimeout),
+            Ok(Some(Err(_))) => return Err(Outcome::UpstreamBodyFailed),
+            Err(_) => return Err(Outcome::UpstreamTimeout),
         }
     }
 }

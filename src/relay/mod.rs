@@ -19,7 +19,7 @@ use futures_util::{Stream, StreamExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::accounting::{End, Exchange};
+use crate::accounting::{End, Exchange, Outcome};
 use crate::metrics::InFlight;
 use crate::usage::TokenUsage;
 use compress::{Encoding, EventEncoder};
@@ -133,7 +133,7 @@ where
                 next = tokio::time::timeout_at(wait_until, self.upstream.next()) => next,
                 () = self.opts.stop.cancelled() => {
                     self.phase = Phase::Ending;
-                    self.end(false, "shutdown");
+                    self.end(Outcome::Shutdown);
                     return Some(self.encode(SHUTDOWN_EVENT).await);
                 }
             };
@@ -141,7 +141,7 @@ where
                 Ok(Some(Ok(bytes))) => self.splitter.push(&bytes),
                 Ok(None) => {
                     self.phase = Phase::Ending;
-                    self.end(false, "ok");
+                    self.end(Outcome::Ok);
                     if let Some(rest) = self.splitter.take_rest()
                         && let Some(out) = self.keep(rest)
                     {
@@ -197,16 +197,15 @@ where
 
     async fn interrupt(&mut self) -> Bytes {
         self.phase = Phase::Ending;
-        self.end(true, "stream_interrupted");
+        self.end(Outcome::StreamInterrupted);
         self.encode(INTERRUPTED_EVENT).await
     }
 
-    fn end(&mut self, failed: bool, outcome: &'static str) {
+    fn end(&mut self, outcome: Outcome) {
         if let Some(exchange) = self.exchange.take() {
             exchange.finish(End {
                 usage: self.usage,
                 streamed: self.streamed,
-                failed,
                 outcome,
                 captured: std::mem::take(&mut self.captured),
             });
@@ -221,8 +220,7 @@ impl<S> Drop for Relay<S> {
             exchange.finish(End {
                 usage: self.usage,
                 streamed: self.streamed,
-                failed: false,
-                outcome: "client_disconnected",
+                outcome: Outcome::ClientDisconnected,
                 captured: std::mem::take(&mut self.captured),
             });
         }

@@ -10,10 +10,11 @@ use futures_util::StreamExt;
 use proptest::prelude::*;
 
 use super::*;
-use crate::accounting::{Exchange, RequestInfo};
+use crate::accounting::{Billing, Exchange, RequestInfo, Routed};
 use crate::config::{Config, Format};
 use crate::metrics::Metrics;
 use crate::routing::{HealthBook, Routes};
+use crate::usage::Penalties;
 use crate::usage::{Ledger, Totals};
 
 fn exchange() -> (Exchange, Arc<crate::routing::Group>) {
@@ -35,13 +36,19 @@ fn exchange() -> (Exchange, Arc<crate::routing::Group>) {
     (
         Exchange::new(
             info,
-            group.clone(),
-            0,
-            200,
-            1,
-            reservation,
-            (0, 0),
-            Arc::new(Metrics::new()),
+            Routed {
+                group: group.clone(),
+                candidate: 0,
+                attempts: 1,
+                status: 200,
+                reservation,
+            },
+            Billing {
+                penalties: Penalties::default(),
+                client: None,
+                request_body: Bytes::new(),
+                metrics: Arc::new(Metrics::new()),
+            },
         ),
         group,
     )

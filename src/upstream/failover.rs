@@ -18,7 +18,7 @@ use crate::config::Cooldown;
 use crate::metrics::Metrics;
 use crate::payload::{Endpoint, Parsed};
 use crate::routing::{Candidate, Group, Reason, now_ms};
-use crate::usage::{Reservation, Settlement};
+use crate::usage::{Penalties, Reservation, Settlement};
 
 /// Everything one request's attempts need to know.
 pub struct Plan<'a> {
@@ -32,7 +32,7 @@ pub struct Plan<'a> {
     pub first_byte: Duration,
     pub deadline: Instant,
     pub cooldown: &'a Cooldown,
-    pub penalties: (u64, u64),
+    pub penalties: Penalties,
 }
 
 /// An upstream that answered with a response to pass on.
@@ -627,7 +627,10 @@ mod tests {
                 first_byte: Duration::from_secs(5),
                 deadline,
                 cooldown: &Cooldown::default(),
-                penalties: (0, 1_000),
+                penalties: Penalties {
+                    request: 0,
+                    error: 1_000,
+                },
             };
             let upstream = Upstream::new(&Default::default()).unwrap();
             send(&upstream, &plan, &Metrics::new()).await
@@ -737,7 +740,7 @@ mod tests {
                 first_byte: Duration::from_secs(1),
                 deadline: Instant::now(),
                 cooldown: &Cooldown::default(),
-                penalties: (0, 0),
+                penalties: Penalties::default(),
             };
             let request = request_for(&plan, &g.candidates[0]).unwrap();
             assert_eq!(request.method(), http::Method::POST);

@@ -91,6 +91,15 @@ pub struct Totals {
     pub estimated: u64,
 }
 
+/// Tokens added to a (key, model) pair's usage to steer traffic away from
+/// it: per request, and per failed request (the Go router's
+/// `request_penalty` and `error_penalty`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Penalties {
+    pub request: u64,
+    pub error: u64,
+}
+
 /// How a request ended, for [`Reservation::settle`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Settlement {
@@ -102,20 +111,18 @@ pub struct Settlement {
     /// Completion tokens seen so far (stream chunks), used when `usage` is `None`.
     pub streamed_tokens: u64,
     pub failed: bool,
-    pub request_penalty: u64,
-    pub error_penalty: u64,
+    pub penalties: Penalties,
 }
 
 impl Settlement {
-    /// An attempt that failed: no tokens, the penalties `(request, error)`.
-    pub fn failed((request_penalty, error_penalty): (u64, u64)) -> Self {
+    /// An attempt that failed: no tokens, and the penalties.
+    pub fn failed(penalties: Penalties) -> Self {
         Self {
             usage: None,
             estimated: false,
             streamed_tokens: 0,
             failed: true,
-            request_penalty,
-            error_penalty,
+            penalties,
         }
     }
 }
@@ -208,7 +215,7 @@ impl UsageCell {
                 (u, true)
             }
         };
-        let penalty = s.request_penalty + if s.failed { s.error_penalty } else { 0 };
+        let penalty = s.penalties.request + if s.failed { s.penalties.error } else { 0 };
         self.local.add(&Totals {
             tokens: usage.total_tokens.saturating_add(penalty),
             reserved: 0,
@@ -314,8 +321,10 @@ mod tests {
         let cell = Arc::new(UsageCell::default());
         let base = Settlement {
             usage: Some(TokenUsage::default()),
-            request_penalty: 3,
-            error_penalty: 100,
+            penalties: Penalties {
+                request: 3,
+                error: 100,
+            },
             ..Default::default()
         };
         cell.reserve(1).settle(base);
@@ -409,13 +418,14 @@ mod tests {
             (42, 30, 12, 1)
         );
         // A failed attempt that produced nothing costs nothing but the error.
-        cell.reserve(30).settle(Settlement::failed((0, 0)));
+        cell.reserve(30)
+            .settle(Settlement::failed(Penalties::default()));
         let t = cell.totals();
         assert_eq!((t.tokens, t.errors, t.requests, t.estimated), (42, 1, 2, 1));
         // A stream that failed part-way is charged what it produced.
         cell.reserve(10).settle(Settlement {
             streamed_tokens: 3,
-            ..Settlement::failed((0, 0))
+            ..Settlement::failed(Penalties::default())
         });
         let t = cell.totals();
         assert_eq!((t.tokens, t.errors, t.estimated), (42 + 13, 2, 2));
@@ -445,12 +455,13 @@ mod tests {
 
     #[test]
     fn the_failed_settlement_carries_both_penalties() {
-        let s = Settlement::failed((4, 9));
+        let penalties = Penalties {
+            request: 4,
+            error: 9,
+        };
+        let s = Settlement::failed(penalties);
         assert!(s.failed && s.usage.is_none() && !s.estimated);
-        assert_eq!(
-            (s.request_penalty, s.error_penalty, s.streamed_tokens),
-            (4, 9, 0)
-        );
+        assert_eq!((s.penalties, s.streamed_tokens), (penalties, 0));
     }
 
     #[test]

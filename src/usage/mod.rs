@@ -17,7 +17,7 @@ pub mod estimate;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-pub use cell::{Reservation, Settlement, TokenUsage, Totals, UsageCell};
+pub use cell::{Penalties, Reservation, Settlement, TokenUsage, Totals, UsageCell};
 
 /// Names one usage counter. Never holds a raw key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

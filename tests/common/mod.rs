@@ -1,6 +1,6 @@
 //! Test harness: a mock upstream the test controls, and the real router
 //! binary started on a loopback port with a config the test writes.
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test crate uses a part of the harness")]
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
