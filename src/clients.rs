@@ -561,4 +561,29 @@ mod tests {
         assert_eq!(req, 0.0);
         assert_eq!(s.req_prev.load(Relaxed), 0);
     }
+
+    #[test]
+    fn the_live_clock_is_unix_time() {
+        let (clients, _) = clients();
+        let a = team_a(&clients);
+        let before = now_secs_f64();
+        let headers = a.admit(10).unwrap();
+        let after = now_secs_f64();
+        assert!(before > 1_577_836_800.0, "{before}");
+        // The reset is the rest of the current minute, by the wall clock.
+        let reset: f64 = header(&headers, "x-ratelimit-reset-requests")
+            .trim_end_matches('s')
+            .parse()
+            .unwrap();
+        let (low, high) = (60.0 - after % 60.0, 60.0 - before % 60.0);
+        assert!(
+            (low.floor()..=high.ceil()).contains(&reset) || low > high,
+            "{reset} not in {low}..{high}"
+        );
+        a.record_tokens(25);
+        let v = a.view();
+        assert_eq!(v["name"], "team-a");
+        assert_eq!(v["requests_last_minute"], 1.0);
+        assert_eq!(v["tokens_last_minute"], 25.0);
+    }
 }
