@@ -72,6 +72,7 @@ fn bench(c: &mut Criterion) {
                 },
                 Billing {
                     penalties: Penalties::default(),
+                    cooldown: Default::default(),
                     client: None,
                     request_body: Bytes::new(),
                     metrics: metrics.clone(),
@@ -83,6 +84,7 @@ fn bench(c: &mut Criterion) {
                 deadline: tokio::time::Instant::now() + Duration::from_secs(60),
                 encoding: None,
                 stop: CancellationToken::new(),
+                max_event_bytes: 4 << 20,
             };
             let upstream =
                 futures_util::stream::iter(chunks.clone().into_iter().map(Ok::<_, Infallible>));

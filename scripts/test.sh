@@ -19,7 +19,11 @@ fi
 if [ ! -d tests/ui/node_modules/playwright-core ]; then
   (cd tests/ui && npm ci --no-audit --no-fund --loglevel=error)
 fi
-export LLM_ROUTER_REQUIRE_BROWSER=1
+# The official SDKs, which judge the router's answers as clients parse them.
+if [ ! -d tests/sdk/node_modules/openai ] || [ ! -d tests/sdk/node_modules/@anthropic-ai/sdk ]; then
+  (cd tests/sdk && npm ci --no-audit --no-fund --loglevel=error)
+fi
+export LLM_ROUTER_REQUIRE_BROWSER=1 LLM_ROUTER_REQUIRE_SDK=1
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

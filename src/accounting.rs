@@ -12,8 +12,9 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::clients::Client;
+use crate::config::Cooldown;
 use crate::metrics::Metrics;
-use crate::routing::Group;
+use crate::routing::{Group, Reason, now_ms};
 use crate::usage::{Penalties, Reservation, Settlement, TokenUsage};
 
 /// What is known about a request before it is routed.
@@ -41,6 +42,10 @@ pub enum Outcome {
     UpstreamTimeout,
     /// The upstream's JSON body broke off.
     UpstreamBodyFailed,
+    /// One SSE event grew past `limits.max_event_bytes`.
+    EventTooLarge,
+    /// The answer grew past `limits.max_response_bytes`.
+    ResponseTooLarge,
 }
 
 impl Outcome {
@@ -52,6 +57,8 @@ impl Outcome {
             Self::Shutdown => "shutdown",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::UpstreamBodyFailed => "upstream_body_error",
+            Self::EventTooLarge => "event_too_large",
+            Self::ResponseTooLarge => "response_too_large",
         }
     }
 
@@ -59,7 +66,11 @@ impl Outcome {
     pub fn upstream_failed(self) -> bool {
         matches!(
             self,
-            Self::StreamInterrupted | Self::UpstreamTimeout | Self::UpstreamBodyFailed
+            Self::StreamInterrupted
+                | Self::UpstreamTimeout
+                | Self::UpstreamBodyFailed
+                | Self::EventTooLarge
+                | Self::ResponseTooLarge
         )
     }
 }
@@ -104,10 +115,12 @@ pub struct Routed {
     pub reservation: Reservation,
 }
 
-/// Who pays, and how: the penalties, the client key, and the request body
-/// (a cheap reference, kept to estimate usage the upstream did not report).
+/// Who pays, and how: the penalties and the cooldown a failure costs the
+/// candidate, the client key, and the request body (a cheap reference, kept
+/// to estimate usage the upstream did not report).
 pub struct Billing {
     pub penalties: Penalties,
+    pub cooldown: Cooldown,
     pub client: Option<Arc<Client>>,
     pub request_body: Bytes,
     pub metrics: Arc<Metrics>,
@@ -175,6 +188,7 @@ impl Exchange {
             status: self.status,
             attempts: self.attempts,
             penalties: self.billing.penalties,
+            cooldown: self.billing.cooldown.clone(),
             metrics: self.billing.metrics.clone(),
             client: self.billing.client.take(),
             request_body: std::mem::take(&mut self.billing.request_body),
@@ -200,6 +214,7 @@ struct Settle {
     status: u16,
     attempts: u32,
     penalties: Penalties,
+    cooldown: Cooldown,
     metrics: Arc<Metrics>,
     client: Option<Arc<Client>>,
     request_body: Bytes,
@@ -257,6 +272,10 @@ impl Settle {
         }
         if failed {
             m.upstream_error(&self.metrics, end.outcome.as_str());
+            // The answer began and then went wrong: the next requests try
+            // another candidate first.
+            c.health
+                .failed(now_ms(), Reason::BrokenAnswer, None, &self.cooldown);
         }
         let latency = self.info.started.elapsed();
         m.duration.observe(latency);

@@ -5,7 +5,7 @@
 //! holds the code to it):
 //!
 //! 0. [`payload`], [`usage`], [`metrics`], [`telemetry`], [`mock`]
-//! 1. [`config`]
+//! 1. [`config`], [`wire`]
 //! 2. [`routing`], [`clients`]
 //! 3. [`store`], [`upstream`], [`accounting`]
 //! 4. [`relay`]
@@ -35,3 +35,4 @@ pub mod telemetry;
 pub mod ui;
 pub mod upstream;
 pub mod usage;
+pub mod wire;

@@ -53,6 +53,18 @@ extern "C" fn configure_mimalloc() {
     }
 }
 
+/// Hands memory freed after a burst (large answers relayed at once, say)
+/// back to the system. mimalloc purges freed pages after a delay, but only
+/// when the allocator runs again on that thread; a worker that goes quiet
+/// after a burst would keep its peak (a burst of sixteen 20 MB answers left
+/// RSS 19 MB up; collected, it falls back within 10 MB). Each worker calls
+/// this once a second.
+fn collect_freed_memory() {
+    // SAFETY: a plain call into the allocator. Forced: also purges what
+    // freed pages hold in the arenas (about 1 ms, once a second).
+    unsafe { libmimalloc_sys::mi_collect(true) };
+}
+
 #[derive(Parser)]
 #[command(
     name = "llm-router",
@@ -276,6 +288,7 @@ async fn run(source: ConfigSource, store: Option<StoreUrl>, workers: usize) -> a
     let options = ServerOptions {
         drain,
         header_read_timeout: config.timeouts.header_read,
+        housekeeping: Some(collect_freed_memory),
         ..ServerOptions::default()
     };
     let admin_listener = match &config.admin_listen {

@@ -32,6 +32,10 @@ pub struct ServerOptions {
     /// Read buffer, which bounds the size of the request head.
     pub max_head_bytes: usize,
     pub drain: Duration,
+    /// Run once a second on each worker thread: the binary hands in its
+    /// allocator's collect, so memory freed after a burst goes back to the
+    /// system even when the worker then goes quiet.
+    pub housekeeping: Option<fn()>,
 }
 
 impl Default for ServerOptions {
@@ -41,6 +45,7 @@ impl Default for ServerOptions {
             max_headers: 100,
             max_head_bytes: 64 * 1024,
             drain: Duration::from_secs(30),
+            housekeeping: None,
         }
     }
 }
@@ -175,6 +180,18 @@ pub async fn serve_workers(
                     .enable_all()
                     .build()?;
                 runtime.block_on(async move {
+                    if let Some(work) = options.housekeeping {
+                        let stop = shutdown.clone();
+                        tokio::spawn(async move {
+                            let mut tick = tokio::time::interval(Duration::from_secs(1));
+                            loop {
+                                tokio::select! {
+                                    _ = tick.tick() => work(),
+                                    () = stop.cancelled() => return,
+                                }
+                            }
+                        });
+                    }
                     let listener = TcpListener::from_std(listener)?;
                     serve(
                         listener,

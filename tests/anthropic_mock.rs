@@ -571,28 +571,14 @@ async fn count_tokens_and_models() {
 
 // ------------------------------------------------------------ official SDK
 
-/// Runs `tests/sdk/run.mjs <scenario>` against `base_url`; `None` when node
-/// or `tests/sdk/node_modules` is missing (then the SDK check is skipped).
 fn sdk(scenario: &str, base_url: &str, key: &str, tool_choice: &str) -> Option<Value> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
-    if !dir.join("node_modules/@anthropic-ai/sdk").exists() {
-        return None;
-    }
-    let out = std::process::Command::new("node")
-        .arg(dir.join("run.mjs"))
-        .arg(scenario)
-        .env("BASE_URL", base_url)
-        .env("API_KEY", key)
-        .env("MODEL", "claude-sonnet-4-5")
-        .env("TOOL_CHOICE", tool_choice)
-        .output()
-        .ok()?;
-    assert!(
-        out.status.success(),
-        "{scenario}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(serde_json::from_slice(&out.stdout).unwrap())
+    common::sdk::run(
+        scenario,
+        base_url,
+        key,
+        "claude-sonnet-4-5",
+        &[("TOOL_CHOICE", tool_choice)],
+    )
 }
 
 /// The official Anthropic SDK reads the mock's answers (the mock is the

@@ -130,13 +130,66 @@ async fn demo_serves_mock_completions_without_any_key() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let _ = child.kill();
-    let _ = child.wait();
     let v = answer.expect("demo never answered");
     let text = v["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(text.contains("mock"), "{text}");
     assert!(text.contains("Hello"), "{text}");
     assert!(v["usage"]["total_tokens"].as_u64().unwrap() > 0);
+
+    // Every endpoint the router serves, with usage.
+    let call = async |path: &str, body: serde_json::Value| {
+        let r = common::client()
+            .post(format!("http://127.0.0.1:{port}/v1/{path}"))
+            .bearer_auth("sk-demo")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        r.text().await.unwrap()
+    };
+    let e: serde_json::Value = serde_json::from_str(
+        &call(
+            "embeddings",
+            serde_json::json!({"model": "demo", "input": ["a", "b"]}),
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(e["data"].as_array().unwrap().len(), 2);
+    assert!(e["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+    let c: serde_json::Value = serde_json::from_str(
+        &call(
+            "completions",
+            serde_json::json!({"model": "demo", "prompt": "Say hi"}),
+        )
+        .await,
+    )
+    .unwrap();
+    assert!(c["choices"][0]["text"].as_str().unwrap().contains("mock"));
+    assert!(c["usage"]["total_tokens"].as_u64().unwrap() > 0);
+    let r: serde_json::Value = serde_json::from_str(
+        &call(
+            "responses",
+            serde_json::json!({"model": "demo", "input": "Hi"}),
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(r["status"], "completed");
+    assert!(r["usage"]["output_tokens"].as_u64().unwrap() > 0);
+    let stream = call(
+        "responses",
+        serde_json::json!({"model": "demo", "input": "Hi", "stream": true}),
+    )
+    .await;
+    assert!(
+        stream.contains("event: response.output_text.delta"),
+        "{stream}"
+    );
+    assert!(stream.contains("event: response.completed"), "{stream}");
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[tokio::test]

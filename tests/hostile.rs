@@ -1,5 +1,8 @@
-//! Hostile input over raw sockets: every case gets a clear status, and the
-//! router stays healthy afterwards.
+//! Hostile input over raw sockets, from clients and from providers: every
+//! case gets a clear status, and the router stays healthy afterwards. (What
+//! a hostile provider costs in memory, read from /proc, is in
+//! `tests/robustness.rs`: endless events, huge answers, stalled bodies,
+//! redirects, bare error pages.)
 
 mod common;
 
@@ -177,4 +180,81 @@ async fn pipelined_requests_are_all_answered() {
     )
     .await;
     assert_eq!(text.matches("HTTP/1.1 200").count(), 3, "{text}");
+}
+
+// ------------------------------------------------------------ providers
+
+use common::raw::RawUpstream;
+
+async fn through(up: &RawUpstream, body: serde_json::Value) -> (RouterProcess, reqwest::Response) {
+    let router = RouterProcess::start(&config(
+        &[("p", &up.base_url(), &["k1"])],
+        &[(1, "p", "m")],
+        "",
+    ));
+    let r = chat(&router, body).await;
+    (router, r)
+}
+
+#[tokio::test]
+async fn a_provider_claiming_gzip_it_does_not_send_cannot_hurt_the_router() {
+    let up = RawUpstream::start(|mut conn| async move {
+        let body = r#"{"choices":[{"message":{"content":"plain"}}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
+        let head = [
+            ("content-type", "application/json".to_string()),
+            ("content-encoding", "gzip".to_string()),
+            ("content-length", body.len().to_string()),
+        ];
+        conn.head("200 OK", &head).await;
+        conn.send(body.as_bytes()).await;
+    })
+    .await;
+    let (router, r) = through(&up, hello("g")).await;
+    // Relayed as the provider labelled it: the router never decodes what it
+    // did not ask for, and neither re-encodes it.
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let logs = router.wait_request_logs(1).await;
+    assert_eq!(logs[0]["status"], 200);
+    healthy(router.addr).await;
+}
+
+#[tokio::test]
+async fn a_provider_head_over_the_limit_is_a_failure_not_a_crash() {
+    let up = RawUpstream::start(|mut conn| async move {
+        let huge = "x".repeat(1024 * 1024);
+        conn.head("200 OK", &[("x-padding", huge)]).await;
+        conn.send(b"{}").await;
+    })
+    .await;
+    let (router, r) = through(&up, hello("g")).await;
+    assert_eq!(r.status(), 502);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "upstream_error");
+    healthy(router.addr).await;
+}
+
+#[tokio::test]
+async fn events_sent_a_byte_at_a_time_arrive_whole_and_in_order() {
+    const STREAM: &[u8] = b"data: {\"choices\":[{\"delta\":{\"content\":\"h\xc3\xa9\"}}]}\r\n\r\n: keep-alive\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"llo\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}\n\ndata: [DONE]\n\n";
+    let up = RawUpstream::start(|mut conn| async move {
+        let head = [
+            ("content-type", "text/event-stream".to_string()),
+            ("connection", "close".to_string()),
+        ];
+        conn.head("200 OK", &head).await;
+        for b in STREAM {
+            conn.send(std::slice::from_ref(b)).await;
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    })
+    .await;
+    let body = serde_json::json!({"model": "g", "stream": true, "stream_options": {"include_usage": true}, "messages": []});
+    let (router, r) = through(&up, body).await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert_eq!(text.as_bytes(), STREAM, "every byte, in order, exactly");
+    let logs = router.wait_request_logs(1).await;
+    assert_eq!(logs[0]["total_tokens"], 5);
+    assert_eq!(logs[0]["outcome"], "ok");
 }

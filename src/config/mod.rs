@@ -12,6 +12,7 @@
 mod env;
 pub mod overlay;
 mod secret;
+mod size;
 pub mod source;
 mod store_url;
 mod validate;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Deserializer};
 
 pub use env::expand as expand_env;
 pub use secret::Secret;
+pub use size::parse_size;
 pub use source::{ConfigSource, ConfigState, Effective, ReloadError, ReloadStatus};
 pub use store_url::StoreUrl;
 pub use validate::Problem;
@@ -56,6 +58,9 @@ pub struct Config {
     pub max_body_bytes: u64,
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// What one request may cost the router in memory.
+    #[serde(default)]
+    pub limits: Limits,
     #[serde(default)]
     pub retries: Retries,
     #[serde(default)]
@@ -256,6 +261,12 @@ pub struct Timeouts {
     /// How long a client may take to send its request head (slowloris guard).
     #[serde(deserialize_with = "duration")]
     pub header_read: Duration,
+    /// How long a client may take to send its whole body, once the head is in.
+    #[serde(deserialize_with = "duration")]
+    pub request_body: Duration,
+    /// Longest gap between two pieces of a client's body.
+    #[serde(deserialize_with = "duration")]
+    pub request_body_idle: Duration,
 }
 
 impl Default for Timeouts {
@@ -267,6 +278,31 @@ impl Default for Timeouts {
             total: Duration::from_secs(30 * 60),
             drain: Duration::from_secs(30),
             header_read: Duration::from_secs(10),
+            request_body: Duration::from_secs(30),
+            request_body_idle: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Caps on what a provider's answer may cost the router, however it sends it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Longest single SSE event (`4MiB` by default); past it the stream
+    /// ends with an error event.
+    #[serde(deserialize_with = "size::size")]
+    pub max_event_bytes: u64,
+    /// Largest answer relayed (none by default); past it the answer is
+    /// refused with a 502 before its first byte, or cut off after.
+    #[serde(deserialize_with = "size::opt_size")]
+    pub max_response_bytes: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_event_bytes: 4 << 20,
+            max_response_bytes: None,
         }
     }
 }

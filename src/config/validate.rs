@@ -280,6 +280,29 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
             format!("{addr:?} is not an address like \"127.0.0.1:9091\""),
         );
     }
+    if config.limits.max_event_bytes == 0 {
+        push(
+            "limits.max_event_bytes".into(),
+            "must be greater than 0".into(),
+        );
+    }
+    if config.limits.max_response_bytes == Some(0) {
+        push(
+            "limits.max_response_bytes".into(),
+            "must be greater than 0 (leave it out for no limit)".into(),
+        );
+    }
+    for (name, value) in [
+        ("timeouts.request_body", config.timeouts.request_body),
+        (
+            "timeouts.request_body_idle",
+            config.timeouts.request_body_idle,
+        ),
+    ] {
+        if value.is_zero() {
+            push(name.into(), "must be greater than 0".into());
+        }
+    }
     if config.max_body_bytes == 0 {
         push("max_body_bytes".into(), "must be greater than 0".into());
     }

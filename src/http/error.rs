@@ -34,6 +34,10 @@ pub enum ApiError {
     /// The upstream answered, then broke before the body was complete.
     UpstreamBodyFailed,
     ShuttingDown,
+    /// The client took too long to send its body.
+    RequestTimeout,
+    /// The upstream's answer is larger than `limits.max_response_bytes`.
+    UpstreamTooLarge,
     /// A dashboard edit or usage reset that did not take effect.
     EditRejected(crate::config::ReloadError),
 }
@@ -66,6 +70,8 @@ impl ApiError {
             Self::UpstreamFailed | Self::UpstreamBodyFailed => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::UpstreamTooLarge => StatusCode::BAD_GATEWAY,
             Self::EditRejected(e) => match e {
                 ReloadError::Invalid(_) | ReloadError::BadEdit(_) => {
                     StatusCode::UNPROCESSABLE_ENTITY
@@ -95,6 +101,8 @@ impl ApiError {
             Self::UpstreamTimeout => "upstream_timeout",
             Self::UpstreamBodyFailed => "upstream_body_error",
             Self::ShuttingDown => "shutting_down",
+            Self::RequestTimeout => "request_timeout",
+            Self::UpstreamTooLarge => "response_too_large",
             Self::EditRejected(e) => e.code(),
         }
     }
@@ -106,7 +114,8 @@ impl ApiError {
             | Self::NotFound
             | Self::MethodNotAllowed
             | Self::PayloadTooLarge(_)
-            | Self::UnsupportedMediaType => "invalid_request_error",
+            | Self::UnsupportedMediaType
+            | Self::RequestTimeout => "invalid_request_error",
             Self::EditRejected(ReloadError::Invalid(_) | ReloadError::BadEdit(_)) => {
                 "invalid_request_error"
             }
@@ -137,6 +146,8 @@ impl ApiError {
             Self::UpstreamTimeout => "The upstream providers did not answer in time.".into(),
             Self::UpstreamBodyFailed => "The upstream provider failed while sending its response.".into(),
             Self::ShuttingDown => "The router is shutting down; retry on another instance.".into(),
+            Self::RequestTimeout => "The request body did not arrive in time.".into(),
+            Self::UpstreamTooLarge => "The upstream provider's answer is larger than this router relays.".into(),
             Self::EditRejected(e) => e.to_string(),
         }
     }
@@ -178,6 +189,11 @@ impl IntoResponse for ApiError {
         {
             let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        if matches!(self, Self::RequestTimeout) {
+            // Whatever of the body is still in flight cannot be read as a
+            // request: close the connection.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if let Self::ClientLimited(l) = &self {
             l.headers.apply(headers);

@@ -20,7 +20,6 @@ use axum::body::Body;
 use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyDataStream, BodyExt};
 use hyper::body::Body as HttpBody;
@@ -33,6 +32,7 @@ use crate::app::Runtime;
 use crate::clients::{Caller, Client, RateHeaders};
 use crate::metrics::{ClientLabels, InFlight};
 use crate::payload::{Endpoint, Parsed};
+use crate::relay::body::{self as json_body, BodyOptions};
 use crate::relay::{self, RelayOptions, compress, sse};
 use crate::routing::Group;
 use crate::upstream::{self, Attempt, FailoverError, Plan, Upstream};
@@ -189,6 +189,7 @@ where
         },
         Billing {
             penalties,
+            cooldown: runtime.config.cooldown.clone(),
             client: route.client,
             request_body: body.clone(),
             metrics: app.metrics.clone(),
@@ -211,15 +212,18 @@ where
             deadline,
             encoding: compress::negotiate(headers.get(header::ACCEPT_ENCODING)),
             stop: app.streams_stop.clone(),
+            max_event_bytes: usize::try_from(runtime.config.limits.max_event_bytes)
+                .unwrap_or(usize::MAX),
         };
         let streams = InFlight::new(app.metrics.open_streams.clone());
         Ok(relay_stream(response, answer, options, streams))
     } else {
-        let limits = JsonLimits {
+        let options = BodyOptions {
             idle: runtime.config.timeouts.idle,
             deadline,
+            max_bytes: runtime.config.limits.max_response_bytes,
         };
-        relay_json(response, answer, &headers, limits)
+        relay_json(response, answer, &headers, options)
             .await
             .map_err(|e| Rejection(e, Some(parsed.model.clone())))
     }
@@ -245,7 +249,12 @@ where
     B: HttpBody<Data = Bytes>,
     B::Error: Into<axum::BoxError>,
 {
-    let body = read_body(body, headers, runtime.config.max_body_bytes).await?;
+    let limits = BodyLimits {
+        max_bytes: runtime.config.max_body_bytes,
+        total: runtime.config.timeouts.request_body,
+        idle: runtime.config.timeouts.request_body_idle,
+    };
+    let body = read_body(body, headers, limits).await?;
     let parsed = crate::payload::parse_for(&body, endpoint).map_err(ApiError::from)?;
     Ok(Admitted { body, parsed })
 }
@@ -375,45 +384,84 @@ fn relay_stream(
     response
 }
 
-/// How long a JSON answer may take.
-struct JsonLimits {
-    /// Longest gap between two chunks of the body.
-    idle: std::time::Duration,
-    deadline: Instant,
-}
+/// Most of a provider's error body (a 4xx passed through) that is read.
+const ERROR_BODY_WINDOW: usize = 64 * 1024;
 
-/// Step 4 for other answers: reads the upstream's body, settles with the
-/// `usage` it reports (refused requests cost nothing), and answers,
-/// compressed when the client accepts it. A body that stalls or breaks
-/// settles as a failure and is a 504 or 502.
+/// Step 4 for other answers (see `relay::body`): a body that ends within
+/// its first window is answered whole, with the `usage` it reports settled
+/// first (refused requests cost nothing) and compressed when the client
+/// accepts it; a longer one is relayed as it arrives and settles at its
+/// end. A provider's 4xx is passed on in OpenAI's error shape. A body that
+/// stalls, breaks or grows past `limits.max_response_bytes` before the
+/// client saw a byte is a 504 or 502, and settles as a failure.
 async fn relay_json(
     response: http::Response<hyper::body::Incoming>,
     answer: Answer,
     request: &HeaderMap,
-    limits: JsonLimits,
+    options: BodyOptions,
 ) -> Result<Response, ApiError> {
     let Answer {
         status,
         mut headers,
         exchange,
-        in_flight: _in_flight,
+        in_flight,
     } = answer;
-    let bytes = match read_upstream(response, limits).await {
-        Ok(bytes) => bytes,
-        Err(outcome) => {
-            exchange.finish(End::with(outcome));
-            return Err(match outcome {
-                Outcome::UpstreamTimeout => ApiError::UpstreamTimeout,
-                _ => ApiError::UpstreamBodyFailed,
-            });
+    let declared = content_length(response.headers());
+    let mut upstream = BodyDataStream::new(response.into_body());
+    let failed = |exchange: Exchange, outcome: Outcome| {
+        exchange.finish(End::with(outcome));
+        match outcome {
+            Outcome::UpstreamTimeout => ApiError::UpstreamTimeout,
+            Outcome::ResponseTooLarge => ApiError::UpstreamTooLarge,
+            _ => ApiError::UpstreamBodyFailed,
         }
     };
-    // Providers do not bill requests they refused.
-    let usage = if status.is_success() {
-        sse::body_usage(&bytes)
-    } else {
-        Some(Default::default())
-    };
+    if !status.is_success() {
+        // Providers do not bill requests they refused.
+        let head = match json_body::read_head(&mut upstream, ERROR_BODY_WINDOW, &options).await {
+            Ok(head) => head,
+            Err(outcome) => return Err(failed(exchange, outcome)),
+        };
+        exchange.finish(End::ok(Some(Default::default())));
+        let mut body = head.concat();
+        if let Some(wrapped) = crate::wire::openai::error_body(status.as_u16(), &body) {
+            body = wrapped;
+            headers.remove(header::CONTENT_ENCODING);
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        return Ok(whole(status, headers, body));
+    }
+    if let (Some(max), Some(declared)) = (options.max_bytes, declared)
+        && declared > max
+    {
+        return Err(failed(exchange, Outcome::ResponseTooLarge));
+    }
+    let head =
+        match json_body::read_head(&mut upstream, json_body::WHOLE_BODY_WINDOW, &options).await {
+            Ok(head) => head,
+            Err(outcome) => return Err(failed(exchange, outcome)),
+        };
+    if !head.ended {
+        let encoding = if headers.contains_key(header::CONTENT_ENCODING) {
+            None
+        } else {
+            compress::negotiate(request.get(header::ACCEPT_ENCODING))
+        };
+        if let Some(encoding) = encoding {
+            headers.insert(header::CONTENT_ENCODING, encoding.header_value());
+            headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
+        }
+        let rest = json_body::relay_body(head, upstream, exchange, options, encoding, in_flight);
+        let mut response = Response::new(Body::from_stream(rest));
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        return Ok(response);
+    }
+    let bytes = head.concat();
+    let usage = sse::body_usage(&bytes);
     exchange.finish(End {
         captured: if usage.is_none() {
             vec![bytes.clone()]
@@ -423,10 +471,22 @@ async fn relay_json(
         ..End::ok(usage)
     });
     let body = compress_json(bytes, request, &mut headers).await;
+    Ok(whole(status, headers, body))
+}
+
+/// A response with a body already in hand.
+fn whole(status: StatusCode, headers: HeaderMap, body: Bytes) -> Response {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
-    Ok(response)
+    response
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Compresses a whole JSON body when the client accepts an encoding we
@@ -459,48 +519,53 @@ fn is_event_stream(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
 }
 
-/// Reads the client's body, refusing an oversized one as early as possible:
-/// a declared Content-Length over the limit is refused without reading.
-async fn read_body<B>(body: B, headers: &HeaderMap, limit: u64) -> Result<Bytes, ApiError>
+/// What a client's body may cost: its size, and its time.
+struct BodyLimits {
+    max_bytes: u64,
+    /// The whole body, from the end of the head.
+    total: std::time::Duration,
+    /// Between two pieces of it.
+    idle: std::time::Duration,
+}
+
+/// Reads the client's body, refusing an oversized one as early as possible
+/// (a declared Content-Length over the limit is refused without reading),
+/// and one that arrives too slowly (a 408, and the connection closes).
+async fn read_body<B>(body: B, headers: &HeaderMap, limits: BodyLimits) -> Result<Bytes, ApiError>
 where
     B: HttpBody<Data = Bytes>,
     B::Error: Into<axum::BoxError>,
 {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    let limit = limits.max_bytes;
+    if content_length(headers).is_some_and(|n| n > limit) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
     let limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    match limited.collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::PayloadTooLarge(limit))
-        }
-        Err(_) => Err(ApiError::InvalidRequest {
-            message: "The request body could not be read.".into(),
-            param: None,
-        }),
-    }
-}
-
-/// Reads a non-streaming upstream body, with the idle timeout between
-/// chunks and the request's overall deadline.
-async fn read_upstream(
-    response: http::Response<hyper::body::Incoming>,
-    limits: JsonLimits,
-) -> Result<Bytes, Outcome> {
-    let mut stream = BodyDataStream::new(response.into_body());
+    let mut frames = std::pin::pin!(limited);
+    let deadline = Instant::now() + limits.total;
     let mut buf = BytesMut::new();
     loop {
-        let wait = (Instant::now() + limits.idle).min(limits.deadline);
-        match tokio::time::timeout_at(wait, stream.next()).await {
-            Ok(Some(Ok(chunk))) => buf.extend_from_slice(&chunk),
+        let wait = (Instant::now() + limits.idle).min(deadline);
+        let frame = match tokio::time::timeout_at(wait, frames.frame()).await {
+            Err(_elapsed) => return Err(ApiError::RequestTimeout),
             Ok(None) => return Ok(buf.freeze()),
-            Ok(Some(Err(_))) => return Err(Outcome::UpstreamBodyFailed),
-            Err(_) => return Err(Outcome::UpstreamTimeout),
+            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Err(e))) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            Ok(Some(Err(_))) => {
+                return Err(ApiError::InvalidRequest {
+                    message: "The request body could not be read.".into(),
+                    param: None,
+                });
+            }
+        };
+        if let Ok(data) = frame.into_data() {
+            if buf.is_empty() && frames.is_end_stream() {
+                // The usual case: the whole body in one piece, no copy.
+                return Ok(data);
+            }
+            buf.extend_from_slice(&data);
         }
     }
 }

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+pub mod member;
 pub mod scan;
 mod shape;
 pub use shape::Shaping;

@@ -124,6 +124,18 @@ impl EventEncoder {
         }
     }
 
+    /// Compresses `data` without flushing, and returns whatever compressed
+    /// bytes are ready (often none): for a body relayed as it arrives,
+    /// where blocks need not be decodable one by one.
+    pub async fn write_out(&mut self, data: &[u8]) -> std::io::Result<Bytes> {
+        self.write(data).await?;
+        Ok(match self {
+            Self::Br(e) => Bytes::from(std::mem::take(e.buffer())),
+            Self::Zstd(e) => Bytes::from(std::mem::take(e.buffer())),
+            Self::Gzip(e) => Bytes::from(std::mem::take(e.buffer())),
+        })
+    }
+
     /// Ends the compressed stream, returning what it has not yet returned.
     pub async fn finish(&mut self) -> std::io::Result<Bytes> {
         match self {

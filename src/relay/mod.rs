@@ -8,6 +8,7 @@
 //! event rather than hanging. Its state owns the request's [`Exchange`], so
 //! usage settles when the stream ends, however it ends.
 
+pub mod body;
 pub mod compress;
 pub mod sse;
 
@@ -43,6 +44,10 @@ pub struct RelayOptions {
     pub encoding: Option<Encoding>,
     /// Cancelled when the shutdown drain runs out.
     pub stop: CancellationToken,
+    /// Longest single event (`limits.max_event_bytes`): past it the stream
+    /// ends with an error event, so a provider that never ends an event
+    /// cannot grow the router's memory.
+    pub max_event_bytes: usize,
 }
 
 enum Phase {
@@ -63,6 +68,9 @@ struct Relay<S> {
     captured: Vec<Bytes>,
     captured_bytes: usize,
     capture: bool,
+    /// The event that ends the stream (`[DONE]`, ...) has been sent: a
+    /// client that closes now has everything.
+    completed: bool,
     phase: Phase,
     exchange: Option<Exchange>,
     /// Held for the stream's life: the in-flight and open-stream gauges.
@@ -90,6 +98,7 @@ where
         captured: Vec::new(),
         captured_bytes: 0,
         capture: exchange.wants_capture(),
+        completed: false,
         phase: Phase::Streaming,
         exchange: Some(exchange),
         _gauges: gauges,
@@ -128,6 +137,13 @@ where
                 }
                 Phase::Streaming => {}
             }
+            if self.splitter.pending() > self.opts.max_event_bytes {
+                tracing::warn!(
+                    limit = self.opts.max_event_bytes,
+                    "upstream event grew past limits.max_event_bytes"
+                );
+                return Some(self.interrupt(Outcome::EventTooLarge).await);
+            }
             let wait_until = (Instant::now() + self.opts.idle).min(self.opts.deadline);
             let next = tokio::select! {
                 next = tokio::time::timeout_at(wait_until, self.upstream.next()) => next,
@@ -150,11 +166,11 @@ where
                 }
                 Ok(Some(Err(e))) => {
                     tracing::warn!(error = %e, "upstream stream broke");
-                    return Some(self.interrupt().await);
+                    return Some(self.interrupt(Outcome::StreamInterrupted).await);
                 }
                 Err(_elapsed) => {
                     tracing::warn!("upstream stream stalled past the idle timeout or deadline");
-                    return Some(self.interrupt().await);
+                    return Some(self.interrupt(Outcome::StreamInterrupted).await);
                 }
             }
         }
@@ -165,6 +181,9 @@ where
         let Some(data) = sse::data(&event) else {
             return Some(event); // comments, retry hints, blank lines
         };
+        if sse::ends_stream(&data) {
+            self.completed = true;
+        }
         if &*data == b"[DONE]" {
             return Some(event);
         }
@@ -195,9 +214,10 @@ where
         }
     }
 
-    async fn interrupt(&mut self) -> Bytes {
+    /// Ends the client's stream with the error event, as `outcome`.
+    async fn interrupt(&mut self, outcome: Outcome) -> Bytes {
         self.phase = Phase::Ending;
-        self.end(Outcome::StreamInterrupted);
+        self.end(outcome);
         self.encode(INTERRUPTED_EVENT).await
     }
 
@@ -215,12 +235,17 @@ where
 
 impl<S> Drop for Relay<S> {
     fn drop(&mut self) {
-        // The client went away mid-stream: settle what was produced so far.
+        // The client went away: settle what was produced so far. After the
+        // stream's last event it has lost nothing.
         if let Some(exchange) = self.exchange.take() {
             exchange.finish(End {
                 usage: self.usage,
                 streamed: self.streamed,
-                outcome: Outcome::ClientDisconnected,
+                outcome: if self.completed {
+                    Outcome::Ok
+                } else {
+                    Outcome::ClientDisconnected
+                },
                 captured: std::mem::take(&mut self.captured),
             });
         }

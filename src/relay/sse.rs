@@ -48,6 +48,11 @@ impl EventSplitter {
         }
     }
 
+    /// Bytes held for an event not yet complete.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Whatever is left when the stream ends (an unterminated last event).
     pub fn take_rest(&mut self) -> Option<Bytes> {
         self.line_start = 0;
@@ -150,10 +155,28 @@ fn memchr_usage(data: &[u8]) -> bool {
 
 /// Reads usage from a whole (non-streaming) JSON response body.
 pub fn body_usage(body: &[u8]) -> Option<TokenUsage> {
-    let raw = crate::payload::scan::top_level_value(body, "usage")?;
+    usage_value(crate::payload::scan::top_level_value(body, "usage")?)
+}
+
+/// Reads a `usage` member's raw value.
+pub fn usage_value(raw: &[u8]) -> Option<TokenUsage> {
     serde_json::from_slice::<Option<Usage>>(raw)
         .ok()?
         .map(Into::into)
+}
+
+/// Whether an event's data is the last a client needs: OpenAI's `[DONE]`,
+/// the Responses API's `response.completed`, or Anthropic's `message_stop`.
+/// A client that closes after it has not lost anything.
+pub fn ends_stream(data: &[u8]) -> bool {
+    data == b"[DONE]"
+        || (data.first() == Some(&b'{')
+            && (memchr::memmem::find(data, b"\"response.completed\"").is_some()
+                || memchr::memmem::find(data, b"\"message_stop\"").is_some())
+            && matches!(
+                crate::payload::scan::top_level_value(data, "type"),
+                Some(b"\"response.completed\"" | b"\"message_stop\"")
+            ))
 }
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ fn exchange() -> (Exchange, Arc<crate::routing::Group>) {
             },
             Billing {
                 penalties: Penalties::default(),
+                cooldown: Default::default(),
                 client: None,
                 request_body: Bytes::new(),
                 metrics: Arc::new(Metrics::new()),
@@ -72,6 +73,7 @@ fn run(chunks: Vec<Vec<u8>>, strip: bool) -> (Vec<u8>, Totals) {
             deadline: Instant::now() + Duration::from_secs(5),
             encoding: None,
             stop: CancellationToken::new(),
+            max_event_bytes: 4 << 20,
         };
         let metrics = Metrics::new();
         let gauges = (metrics.in_flight(), metrics.in_flight());
@@ -145,5 +147,162 @@ proptest! {
     #[test]
     fn arbitrary_upstream_bytes_never_panic(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..6)) {
         let _ = run(chunks, true);
+    }
+}
+
+// ------------------------------------------------------- non-streaming bodies
+
+mod bodies {
+    use super::*;
+    use crate::relay::body::{BodyOptions, Head, read_head, relay_body};
+    use crate::relay::compress::Encoding;
+    use tokio::io::AsyncReadExt;
+
+    fn options(max_bytes: Option<u64>) -> BodyOptions {
+        BodyOptions {
+            idle: Duration::from_secs(5),
+            deadline: Instant::now() + Duration::from_secs(5),
+            max_bytes,
+        }
+    }
+
+    fn pieces(body: &[u8], size: usize) -> Vec<Result<Bytes, std::io::Error>> {
+        body.chunks(size)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect()
+    }
+
+    /// Relays `body` cut in `size`-byte pieces after a 16-byte window; what
+    /// the client got, whether it ended in an error, and the cell's totals.
+    fn relay_in_pieces(
+        body: &[u8],
+        size: usize,
+        encoding: Option<Encoding>,
+        max_bytes: Option<u64>,
+        fail_at_end: bool,
+    ) -> (Vec<u8>, bool, Totals) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (exchange, group) = exchange();
+            let mut chunks = pieces(body, size);
+            if fail_at_end {
+                chunks.push(Err(std::io::Error::other("reset")));
+            }
+            let mut upstream = futures_util::stream::iter(chunks);
+            let opts = options(max_bytes);
+            let head = read_head(&mut upstream, 16, &opts).await.unwrap();
+            assert!(!head.ended);
+            let metrics = Metrics::new();
+            let mut out = Vec::new();
+            let mut failed = false;
+            let mut stream = Box::pin(relay_body(
+                head,
+                upstream,
+                exchange,
+                opts,
+                encoding,
+                metrics.in_flight(),
+            ));
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(b) => out.extend_from_slice(&b),
+                    Err(_) => {
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            drop(stream);
+            let usage = &group.candidates[0].usage;
+            tokio::time::timeout(Duration::from_secs(5), async {
+                while usage.totals().requests == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+            .await
+            .expect("the exchange settles");
+            (out, failed, usage.totals())
+        })
+    }
+
+    const BODY: &[u8] = br#"{"id":"x","choices":[{"message":{"content":"a long \"usage\": answer"}}],"usage":{"prompt_tokens":4,"completion_tokens":6,"total_tokens":10}}"#;
+
+    #[test]
+    fn a_long_body_passes_through_and_settles_with_its_usage() {
+        for size in [1, 7, 64, 4096] {
+            let (out, failed, totals) = relay_in_pieces(BODY, size, None, None, false);
+            assert_eq!(out, BODY, "pieces of {size}");
+            assert!(!failed);
+            assert_eq!((totals.tokens, totals.estimated, totals.errors), (10, 0, 0));
+        }
+    }
+
+    #[test]
+    fn a_compressed_relay_decodes_to_the_same_bytes() {
+        let (out, _, totals) = relay_in_pieces(BODY, 9, Some(Encoding::Gzip), None, false);
+        assert_ne!(out, BODY);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let plain = rt.block_on(async {
+            let mut decoder = async_compression::tokio::bufread::GzipDecoder::new(&out[..]);
+            let mut plain = Vec::new();
+            decoder.read_to_end(&mut plain).await.unwrap();
+            plain
+        });
+        assert_eq!(plain, BODY);
+        assert_eq!(totals.tokens, 10);
+    }
+
+    #[test]
+    fn a_body_that_breaks_or_grows_too_large_is_cut_off_as_a_failure() {
+        let (out, failed, totals) = relay_in_pieces(BODY, 10, None, None, true);
+        assert!(failed);
+        assert_eq!(out, BODY, "everything before the break was relayed");
+        assert_eq!(totals.errors, 1);
+        let (out, failed, totals) = relay_in_pieces(BODY, 10, None, Some(50), false);
+        assert!(failed);
+        assert!(out.len() <= 50, "{}", out.len());
+        assert_eq!(totals.errors, 1);
+    }
+
+    #[test]
+    fn a_short_body_ends_within_the_window_and_a_long_one_does_not() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut up = futures_util::stream::iter(pieces(BODY, 8));
+            let head = read_head(&mut up, 4096, &options(None)).await.unwrap();
+            assert!(head.ended);
+            assert_eq!(head.len, BODY.len() as u64);
+            assert_eq!(&head.concat()[..], BODY);
+            let mut up = futures_util::stream::iter(pieces(BODY, 8));
+            let Head { chunks, len, ended } = read_head(&mut up, 20, &options(None)).await.unwrap();
+            assert!(!ended);
+            assert_eq!((chunks.len(), len), (3, 24));
+            let mut up = futures_util::stream::iter(pieces(BODY, 8));
+            let e = read_head(&mut up, 4096, &options(Some(30)))
+                .await
+                .unwrap_err();
+            assert_eq!(e, Outcome::ResponseTooLarge);
+            let mut broken =
+                futures_util::stream::iter(vec![Err::<Bytes, _>(std::io::Error::other("x"))]);
+            let e = read_head(&mut broken, 4096, &options(None))
+                .await
+                .unwrap_err();
+            assert_eq!(e, Outcome::UpstreamBodyFailed);
+            let mut stalled = futures_util::stream::pending::<Result<Bytes, std::io::Error>>();
+            let quick = BodyOptions {
+                idle: Duration::from_millis(20),
+                ..options(None)
+            };
+            let e = read_head(&mut stalled, 4096, &quick).await.unwrap_err();
+            assert_eq!(e, Outcome::UpstreamTimeout);
+        });
     }
 }

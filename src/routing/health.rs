@@ -33,6 +33,11 @@ pub enum Reason {
     HealthCheck,
     /// Another router instance put it in cooldown (shared through Redis).
     Peer,
+    /// The provider answered with a redirect: its URL is not where the
+    /// config says it is, or something in between is wrong.
+    Redirected,
+    /// The answer broke off, stalled, or grew past a limit after it began.
+    BrokenAnswer,
 }
 
 impl Reason {
@@ -45,6 +50,8 @@ impl Reason {
             5 => Self::Unauthorized,
             6 => Self::HealthCheck,
             7 => Self::Peer,
+            8 => Self::Redirected,
+            9 => Self::BrokenAnswer,
             _ => Self::None,
         }
     }
@@ -59,6 +66,8 @@ impl Reason {
             Self::Unauthorized => "unauthorized",
             Self::HealthCheck => "health_check",
             Self::Peer => "peer",
+            Self::Redirected => "redirected",
+            Self::BrokenAnswer => "broken_answer",
         }
     }
 }
@@ -410,6 +419,8 @@ mod tests {
             Reason::Unauthorized,
             Reason::HealthCheck,
             Reason::Peer,
+            Reason::Redirected,
+            Reason::BrokenAnswer,
         ];
         let names: Vec<_> = all.iter().map(|r| r.as_str()).collect();
         assert_eq!(
@@ -421,7 +432,9 @@ mod tests {
                 "timeout",
                 "unauthorized",
                 "health_check",
-                "peer"
+                "peer",
+                "redirected",
+                "broken_answer"
             ]
         );
         for reason in all {

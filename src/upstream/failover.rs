@@ -48,9 +48,14 @@ pub struct Attempt {
 pub enum Failure {
     Unreachable,
     Timeout,
-    RateLimited { retry_after: Option<Duration> },
+    RateLimited {
+        retry_after: Option<Duration>,
+    },
     Status(u16),
     KeyRejected(u16),
+    /// A 3xx: never followed (an upstream URL comes from config alone),
+    /// never shown (its `Location` could point anywhere).
+    Redirected(u16),
 }
 
 impl Failure {
@@ -62,6 +67,7 @@ impl Failure {
             Self::RateLimited { .. } => "rate_limited",
             Self::Status(_) => "server_error",
             Self::KeyRejected(_) => "key_rejected",
+            Self::Redirected(_) => "redirected",
         }
     }
 }
@@ -203,6 +209,7 @@ fn classify<B>(response: &http::Response<B>) -> Option<Failure> {
             Some(Failure::KeyRejected(status.as_u16()))
         }
         s if s.is_server_error() => Some(Failure::Status(s.as_u16())),
+        s if s.is_redirection() => Some(Failure::Redirected(s.as_u16())),
         _ => None,
     }
 }
@@ -226,6 +233,8 @@ fn cool_down(c: &Candidate, failure: Failure, cooldown: &Cooldown, now: u64) {
             .health
             .failed(now, Reason::Unreachable, None, cooldown),
         Failure::Timeout => c.key.health.failed(now, Reason::Timeout, None, cooldown),
+        // Wherever it points, this key's provider is not answering here.
+        Failure::Redirected(_) => c.key.health.failed(now, Reason::Redirected, None, cooldown),
     }
 }
 

@@ -18,6 +18,11 @@ use axum::routing::{get, post};
 use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
+pub mod anthropic;
+
+pub mod raw;
+pub mod sdk;
+
 // ---------------------------------------------------------------- upstream
 
 /// What the mock upstream does for requests made with one API key.
@@ -464,6 +469,10 @@ impl RouterProcess {
             args,
             env,
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn dir(&self) -> &std::path::Path {
