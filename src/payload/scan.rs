@@ -173,6 +173,9 @@ mod tests {
         assert_eq!(find(body, "missing"), None);
         assert_eq!(find(r#"{"a":"\\"}"#, "a"), Some(r#""\\""#));
         assert_eq!(find(r#"{"a":-1.5e3}"#, "a"), Some("-1.5e3"));
+        // Keys are compared as JSON strings, escapes decoded.
+        assert_eq!(find(r#"{"us\u0061ge":7,"b":1}"#, "usage"), Some("7"));
+        assert_eq!(find(r#"{"\"usage\"":7}"#, "usage"), None);
     }
 
     #[test]

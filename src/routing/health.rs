@@ -114,7 +114,9 @@ impl Health {
     }
 
     pub fn succeeded(&self) {
-        if self.failures.load(Relaxed) != 0 || self.ready_at.load(Relaxed) != 0 {
+        // Writes only when there is something to clear: this runs on every
+        // successful request. (Failures always leave `ready_at` above zero.)
+        if self.ready_at.load(Relaxed) != 0 {
             self.failures.store(0, Relaxed);
             self.ready_at.store(0, Relaxed);
             self.reason.store(0, Relaxed);
@@ -401,6 +403,10 @@ mod tests {
             &cooldown(1, 600_000),
         );
         h.extend_to_unix_ms(1_700_000_005_000, now);
+        assert_eq!(h.ready_at(), 61_000);
+        assert_eq!(h.state(1_000).reason, Reason::Unauthorized);
+        // One that ends exactly when ours does changes nothing, reason included.
+        h.extend_to_unix_ms(1_700_000_060_000, now);
         assert_eq!(h.ready_at(), 61_000);
         assert_eq!(h.state(1_000).reason, Reason::Unauthorized);
         // A longer one extends ours.

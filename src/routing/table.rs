@@ -495,6 +495,11 @@ mod tests {
         let dump = format!("{r:?}");
         assert!(!dump.contains("\"ka\"") && !dump.contains("kb"), "{dump}");
         assert!(!dump.contains("Bearer"), "{dump}");
+        // What it does show: the table, by name and alias.
+        assert!(dump.starts_with("Routes {"), "{dump}");
+        for shown in ["ProviderKey", "\"p#0\"", "\"p#1\"", "\"q#0\"", "m1", "fingerprint"] {
+            assert!(dump.contains(shown), "{shown} missing from {dump}");
+        }
     }
 
     const DIRECT: &str = "api_key: k\ngroups:\n  - name: g\n    endpoints: [chat, embeddings]\n    models: [{provider: p, name: m}]\naliases: {fast: g}\nproviders:\n  - {name: p, base_url: \"http://a/v1\", api_keys: [ka, kb], direct: true}\n  - {name: q, base_url: \"http://b/v1\", api_keys: [kc]}\n";
