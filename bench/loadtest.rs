@@ -28,6 +28,9 @@ use futures_util::StreamExt;
 use llm_router::relay::sse::EventSplitter;
 use serde_json::Value;
 
+#[path = "chaos.rs"]
+mod chaos;
+
 const KEY: &str = "bench-client-key";
 const BODY: &str = r#"{"model":"bench","messages":[{"role":"user","content":"Hello, how are you today? Tell me about routers."}]}"#;
 
@@ -42,6 +45,8 @@ struct Opts {
     /// Each throughput run is cut into this many slices, taken in turn
     /// across the targets, so a slow minute of the machine hits them all.
     slices: u32,
+    /// Only the chaos run, for this long (see `chaos.rs`).
+    chaos: Option<Duration>,
 }
 
 fn parse_opts() -> anyhow::Result<Opts> {
@@ -53,6 +58,7 @@ fn parse_opts() -> anyhow::Result<Opts> {
         out: None,
         streams_only: false,
         slices: 5,
+        chaos: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -65,6 +71,7 @@ fn parse_opts() -> anyhow::Result<Opts> {
             "--out" => o.out = Some(val()?.into()),
             "--streams-only" => o.streams_only = true,
             "--slices" => o.slices = val()?.parse::<u32>()?.max(1),
+            "--chaos" => o.chaos = Some(humantime::parse_duration(&val()?)?),
             "--quick" => {
                 o.duration = Duration::from_secs(3);
                 o.streams = 200;
@@ -200,6 +207,11 @@ impl Oha {
 }
 
 fn oha(url: &str, args: &[&str]) -> anyhow::Result<Oha> {
+    oha_with(url, BODY, args)
+}
+
+/// [`oha`] with another request body.
+fn oha_with(url: &str, body: &str, args: &[&str]) -> anyhow::Result<Oha> {
     let out = Command::new(oha_bin())
         .args(args)
         .args([
@@ -218,7 +230,7 @@ fn oha(url: &str, args: &[&str]) -> anyhow::Result<Oha> {
             "-H",
             "Accept-Encoding: identity",
             "-d",
-            BODY,
+            body,
             url,
         ])
         .output()
@@ -471,6 +483,15 @@ fn main() -> anyhow::Result<()> {
     let bin = std::fs::canonicalize(&bin)
         .with_context(|| format!("{bin}: build it with cargo build --release"))?;
     let secs = format!("{}s", opts.duration.as_secs());
+
+    if let Some(duration) = opts.chaos {
+        let report = chaos::run(&bin, dir.path(), duration)?;
+        println!("{report}");
+        if let Some(path) = &opts.out {
+            std::fs::write(path, &report)?;
+        }
+        return Ok(());
+    }
 
     let mock_port = free_port();
     let _mock = spawn(

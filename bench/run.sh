@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The benchmark, in one command: bash bench/run.sh [--quick] [--soak 5m]
+# (or bash bench/run.sh --chaos 5m: healthy traffic beside a misbehaving provider)
 # Installs what it needs (oha, nginx, redis-server), builds llm-router in
 # release mode, runs bench/loadtest.rs on loopback, and writes the table to
 # bench/results/latest.md. Then the criterion micro-benchmarks, unless
@@ -21,15 +22,21 @@ export PATH="$PATH:/usr/sbin:$HOME/.cargo/bin"
 command -v oha >/dev/null 2>&1 || cargo install oha --locked
 
 micro=1
+out=bench/results/latest.md
 args=()
 for a in "$@"; do
-  if [ "$a" = "--no-micro" ]; then micro=0; else args+=("$a"); fi
+  case "$a" in
+    --no-micro) micro=0 ;;
+    # The chaos row runs alone (5 minutes and more), into its own file.
+    --chaos) micro=0; out=bench/results/chaos.md; args+=("$a") ;;
+    *) args+=("$a") ;;
+  esac
 done
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 cargo build --release --locked --bin llm-router --example loadtest
 mkdir -p bench/results
-./target/release/examples/loadtest --out bench/results/latest.md "${args[@]}"
+./target/release/examples/loadtest --out "$out" "${args[@]}"
 if [ "$micro" = 1 ]; then
   cargo bench --locked --bench selection --bench relay
 fi

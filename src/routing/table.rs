@@ -497,7 +497,14 @@ mod tests {
         assert!(!dump.contains("Bearer"), "{dump}");
         // What it does show: the table, by name and alias.
         assert!(dump.starts_with("Routes {"), "{dump}");
-        for shown in ["ProviderKey", "\"p#0\"", "\"p#1\"", "\"q#0\"", "m1", "fingerprint"] {
+        for shown in [
+            "ProviderKey",
+            "\"p#0\"",
+            "\"p#1\"",
+            "\"q#0\"",
+            "m1",
+            "fingerprint",
+        ] {
             assert!(dump.contains(shown), "{shown} missing from {dump}");
         }
     }
