@@ -255,6 +255,7 @@ impl Settle {
             prompt_tokens: prompt_estimate,
             completion_tokens: end.streamed,
             total_tokens: prompt_estimate + end.streamed,
+            cached_prompt_tokens: 0,
         });
         if let Some(client) = &self.client {
             client.usage.reserve(prompt_estimate).settle(Settlement {

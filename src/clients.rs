@@ -474,6 +474,7 @@ mod tests {
                 prompt_tokens: 4_999,
                 completion_tokens: 0,
                 total_tokens: 4_999,
+                cached_prompt_tokens: 0,
             }),
             ..Default::default()
         });
@@ -483,6 +484,7 @@ mod tests {
                 prompt_tokens: 1,
                 completion_tokens: 0,
                 total_tokens: 1,
+                cached_prompt_tokens: 0,
             }),
             ..Default::default()
         });

@@ -119,6 +119,14 @@ pub struct Usage {
     completion_tokens: u64,
     #[serde(default)]
     total_tokens: Option<u64>,
+    #[serde(default, alias = "input_tokens_details")]
+    prompt_tokens_details: Option<PromptDetails>,
+}
+
+#[derive(Deserialize)]
+struct PromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
 }
 
 impl From<Usage> for TokenUsage {
@@ -129,6 +137,10 @@ impl From<Usage> for TokenUsage {
             total_tokens: u
                 .total_tokens
                 .unwrap_or(u.prompt_tokens + u.completion_tokens),
+            cached_prompt_tokens: u
+                .prompt_tokens_details
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0),
         }
     }
 }
@@ -297,6 +309,7 @@ mod tests {
             prompt_tokens: prompt,
             completion_tokens: completion,
             total_tokens: total,
+            cached_prompt_tokens: 0,
         };
         // A content chunk that also carries usage is not the usage-only chunk.
         let f = chunk_facts(br#"{"choices":[{"delta":{"content":"x"}}],"usage":{"prompt_tokens":2,"completion_tokens":3,"total_tokens":5}}"#);
@@ -308,6 +321,24 @@ mod tests {
         // The Responses API: `response.completed` with input/output tokens.
         let f = chunk_facts(br#"{"type":"response.completed","response":{"id":"r","usage":{"input_tokens":9,"output_tokens":4,"total_tokens":13}}}"#);
         assert_eq!(f.usage, Some(u(9, 4, 13)));
+        // Cached prompt tokens, as chat and the Responses API name them.
+        let cached = body_usage(br#"{"usage":{"prompt_tokens":100,"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":64}}}"#).unwrap();
+        assert_eq!(
+            (
+                cached.prompt_tokens,
+                cached.cached_prompt_tokens,
+                cached.total_tokens
+            ),
+            (100, 64, 102)
+        );
+        let cached = body_usage(br#"{"usage":{"input_tokens":10,"output_tokens":2,"input_tokens_details":{"cached_tokens":8}}}"#).unwrap();
+        assert_eq!(cached.cached_prompt_tokens, 8);
+        assert_eq!(
+            body_usage(br#"{"usage":{"prompt_tokens":1,"prompt_tokens_details":null}}"#)
+                .unwrap()
+                .cached_prompt_tokens,
+            0
+        );
         // A total that disagrees with the parts is taken as reported.
         assert_eq!(
             body_usage(br#"{"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":10}}"#),

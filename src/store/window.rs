@@ -75,6 +75,7 @@ mod tests {
                 prompt_tokens: 0,
                 completion_tokens: tokens,
                 total_tokens: tokens,
+                cached_prompt_tokens: 0,
             }),
             ..Default::default()
         });

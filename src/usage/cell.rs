@@ -8,9 +8,19 @@ use serde::Serialize;
 /// Token counts as an upstream reports them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct TokenUsage {
+    /// Every prompt token, cached ones included.
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub total_tokens: u64,
+    /// Of `prompt_tokens`, those read from the provider's prompt cache
+    /// (OpenAI's `prompt_tokens_details.cached_tokens`, Anthropic's
+    /// `cache_read_input_tokens`); providers bill them at a lower price.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cached_prompt_tokens: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Six counters, as atomics.
@@ -211,6 +221,7 @@ impl UsageCell {
                     prompt_tokens: prompt_estimate,
                     completion_tokens: s.streamed_tokens,
                     total_tokens: prompt_estimate + s.streamed_tokens,
+                    cached_prompt_tokens: 0,
                 };
                 (u, true)
             }
@@ -297,6 +308,7 @@ mod tests {
                 prompt_tokens: 7,
                 completion_tokens: 5,
                 total_tokens: 12,
+                cached_prompt_tokens: 0,
             }),
             ..Default::default()
         });
@@ -345,6 +357,7 @@ mod tests {
                 prompt_tokens: 1,
                 completion_tokens: 80,
                 total_tokens: 81,
+                cached_prompt_tokens: 0,
             }),
             ..Default::default()
         });
@@ -359,6 +372,7 @@ mod tests {
                 prompt_tokens: prompt,
                 completion_tokens: completion,
                 total_tokens: prompt + completion,
+                cached_prompt_tokens: 0,
             }),
             ..Default::default()
         }

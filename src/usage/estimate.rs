@@ -100,6 +100,7 @@ pub fn estimate(request: &[u8], response_parts: &[bytes::Bytes]) -> TokenUsage {
         prompt_tokens: p,
         completion_tokens: c,
         total_tokens: p + c,
+        cached_prompt_tokens: 0,
     }
 }
 
