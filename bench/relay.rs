@@ -12,7 +12,8 @@ use futures_util::StreamExt;
 use llm_router::accounting::{Billing, Exchange, RequestInfo, Routed};
 use llm_router::config::{Config, Format};
 use llm_router::metrics::Metrics;
-use llm_router::relay::{RelayOptions, relay};
+use llm_router::payload::Api;
+use llm_router::relay::{Formats, RelayOptions, relay};
 use llm_router::routing::{HealthBook, Routes};
 use llm_router::usage::Ledger;
 use llm_router::usage::Penalties;
@@ -79,6 +80,12 @@ fn bench(c: &mut Criterion) {
                 },
             );
             let options = RelayOptions {
+                formats: Formats {
+                    client: Api::OpenAi,
+                    provider: Api::OpenAi,
+                },
+                model: "m".into(),
+                include_usage: false,
                 strip_usage_chunk: true,
                 idle: Duration::from_secs(60),
                 deadline: tokio::time::Instant::now() + Duration::from_secs(60),

@@ -348,3 +348,22 @@ pub fn log_rejected(
         "request"
     );
 }
+
+/// Logs a request the router answered itself (say, tokens counted locally
+/// for a group with no provider to ask).
+pub fn log_local(metrics: &Metrics, info: &RequestInfo, group: &str, outcome: &'static str) {
+    metrics
+        .answered_locally
+        .get_or_create(&crate::metrics::CodeLabels { code: outcome })
+        .inc();
+    tracing::info!(
+        target: "llm_router::request",
+        request_id = &*info.request_id,
+        endpoint = info.endpoint,
+        group,
+        status = 200u16,
+        outcome,
+        latency_ms = info.started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+}

@@ -383,11 +383,17 @@ groups:
   - name: demo-fast
     models:
       - {{weight: 0, provider: mock-b, name: mock-small}}
+  - name: claude
+    models:
+      - {{weight: 1, provider: mock-anthropic, name: mock-claude}}
+      - {{weight: 2, provider: mock-a, name: mock-large}}
 aliases:
   gpt-4o-mini: demo-fast
+  claude-sonnet-4-5: claude
 providers:
   - {{name: mock-a, base_url: "http://{a}/v1", api_keys: [mock-key-a0, mock-key-a1]}}
   - {{name: mock-b, base_url: "http://{b}/v1", api_keys: [mock-key-b0], direct: true}}
+  - {{name: mock-anthropic, type: anthropic, base_url: "http://{b}/v1", api_keys: [mock-key-c0]}}
 "#,
         a = upstreams[0].1,
         b = upstreams[1].1,
@@ -402,7 +408,7 @@ providers:
         _ => StoreUrl::Memory,
     };
     tracing::info!(
-        "demo mode: mock providers only. Dashboard: http://{host}:{port}/ui (admin key {admin_key}). Try:\n  curl http://{host}:{port}/v1/chat/completions -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' -d '{{\"model\":\"demo\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'"
+        "demo mode: mock providers only. Dashboard: http://{host}:{port}/ui (admin key {admin_key}). Try:\n  curl http://{host}:{port}/v1/chat/completions -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' -d '{{\"model\":\"demo\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'\nor point an Anthropic client at it: ANTHROPIC_BASE_URL=http://{host}:{port} ANTHROPIC_AUTH_TOKEN={api_key}, model claude-sonnet-4-5"
     );
     run(ConfigSource::Fixed(Box::new(config)), Some(store), workers).await
 }

@@ -27,6 +27,8 @@ pub fn routers(app: AppState) -> (Router, Option<Router>) {
         .route("/v1/completions", post(proxy::handle))
         .route("/v1/embeddings", post(proxy::handle))
         .route("/v1/responses", post(proxy::handle))
+        .route("/v1/messages", post(proxy::handle))
+        .route("/v1/messages/count_tokens", post(proxy::handle))
         .route("/v1/models", get(meta::models))
         .route_layer(from_fn_with_state(app.clone(), auth::require_client_key));
     let probes = Router::new()
@@ -109,7 +111,15 @@ fn cors_layer(cors: &CorsConfig) -> CorsLayer {
             HeaderName::from_static("x-stainless-arch"),
             HeaderName::from_static("x-stainless-retry-count"),
             HeaderName::from_static("x-stainless-timeout"),
+            HeaderName::from_static("x-api-key"),
+            HeaderName::from_static("anthropic-version"),
+            HeaderName::from_static("anthropic-beta"),
+            HeaderName::from_static("anthropic-dangerous-direct-browser-access"),
         ])
-        .expose_headers([HeaderName::from_static("x-request-id"), header::RETRY_AFTER])
+        .expose_headers([
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("request-id"),
+            header::RETRY_AFTER,
+        ])
         .max_age(Duration::from_secs(3600))
 }

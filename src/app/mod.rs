@@ -28,8 +28,11 @@ pub struct Runtime {
     pub config: Arc<Config>,
     pub routes: Routes,
     pub clients: Clients,
-    /// The `/v1/models` body.
+    /// The `/v1/models` body, in OpenAI's list shape.
     pub models_body: Bytes,
+    /// The same list in Anthropic's shape, for clients that send
+    /// `anthropic-version` (the Anthropic SDK's `models.list()`).
+    pub models_body_anthropic: Bytes,
 }
 
 impl Runtime {
@@ -62,11 +65,43 @@ impl Runtime {
             serde_json::to_vec(&serde_json::json!({"object": "list", "data": data}))
                 .unwrap_or_default(),
         );
+        let names: Vec<&str> = routes
+            .group_order
+            .iter()
+            .chain(&routes.alias_order)
+            .map(|n| &**n)
+            .collect();
+        let created_at = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(created),
+        )
+        .to_string();
+        let anthropic: Vec<_> = names
+            .iter()
+            .map(|name| {
+                serde_json::json!({
+                    "type": "model",
+                    "id": name,
+                    "display_name": name,
+                    "created_at": created_at,
+                })
+            })
+            .collect();
+        // Every model on one page: the SDK stops paging at has_more: false.
+        let models_body_anthropic = Bytes::from(
+            serde_json::to_vec(&serde_json::json!({
+                "data": anthropic,
+                "has_more": false,
+                "first_id": names.first(),
+                "last_id": names.last(),
+            }))
+            .unwrap_or_default(),
+        );
         Self {
             config: Arc::new(config),
             routes,
             clients,
             models_body,
+            models_body_anthropic,
         }
     }
 }

@@ -140,13 +140,51 @@ pub struct ModelConfig {
     pub name: String,
 }
 
+/// The API a provider speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderType {
+    /// OpenAI's API, or any compatible one (the default).
+    #[default]
+    Openai,
+    /// Anthropic's Messages API: the router calls `{base_url}/messages`.
+    Anthropic,
+    /// Azure OpenAI: keys in `api-key`, deployment URLs with `api_version`.
+    Azure,
+}
+
+impl ProviderType {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Openai => "openai",
+            Self::Anthropic => "anthropic",
+            Self::Azure => "azure",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     #[serde(deserialize_with = "env::expanded_string")]
     pub name: String,
+    /// `openai` (default), `anthropic` or `azure`.
+    #[serde(default, rename = "type")]
+    pub kind: ProviderType,
     #[serde(deserialize_with = "env::expanded_string")]
     pub base_url: String,
+    /// Anthropic: `max_tokens` for translated requests that set none (the
+    /// Messages API requires it). Default 4096.
+    #[serde(default)]
+    pub default_max_tokens: Option<u64>,
+    /// Anthropic: the `anthropic-version` sent when the client sent none.
+    #[serde(default, deserialize_with = "env::expanded_opt_string")]
+    pub anthropic_version: Option<String>,
+    /// Azure: with it, deployment URLs
+    /// (`{base_url}/openai/deployments/{model}/...?api-version=...`);
+    /// without it, the v1 API (`{base_url}/openai/v1/...`).
+    #[serde(default, deserialize_with = "env::expanded_opt_string")]
+    pub api_version: Option<String>,
     #[serde(default)]
     pub api_keys: Vec<Secret>,
     /// Active health checks; off unless set.

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use super::Config;
+use super::{Config, ProviderType};
 
 /// One thing wrong with a config: where, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +112,63 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
                 "must list at least one key".into(),
             );
         }
+        let kind = provider.kind;
+        let only = |field: &str, set: bool, for_kind: ProviderType| {
+            (set && kind != for_kind).then(|| {
+                (
+                    format!("{at}.{field}"),
+                    format!(
+                        "applies only to providers of type {}; this one is {}",
+                        for_kind.name(),
+                        kind.name()
+                    ),
+                )
+            })
+        };
+        for problem in [
+            only(
+                "default_max_tokens",
+                provider.default_max_tokens.is_some(),
+                ProviderType::Anthropic,
+            ),
+            only(
+                "anthropic_version",
+                provider.anthropic_version.is_some(),
+                ProviderType::Anthropic,
+            ),
+            only(
+                "api_version",
+                provider.api_version.is_some(),
+                ProviderType::Azure,
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            push(problem.0, problem.1);
+        }
+        if provider.default_max_tokens == Some(0) {
+            push(
+                format!("{at}.default_max_tokens"),
+                "must be at least 1".into(),
+            );
+        }
+        for (field, value) in [
+            ("anthropic_version", &provider.anthropic_version),
+            ("api_version", &provider.api_version),
+        ] {
+            if value.as_ref().is_some_and(|v| {
+                v.is_empty()
+                    || !v
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            }) {
+                push(
+                    format!("{at}.{field}"),
+                    "must be a version like \"2024-10-21\" (letters, digits, '-', '.')".into(),
+                );
+            }
+        }
         if let Some(hc) = &provider.health_check {
             if hc.interval < std::time::Duration::from_millis(100) {
                 push(
@@ -206,7 +263,7 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
                 push(
                     format!("{at}.endpoints[{i}]"),
                     format!(
-                        "unknown endpoint {e:?}; use chat, completions, embeddings or responses"
+                        "unknown endpoint {e:?}; use chat, completions, embeddings, responses, messages or count_tokens"
                     ),
                 );
             }

@@ -8,6 +8,8 @@ use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 
 use crate::config::ReloadError;
+use crate::payload::Api;
+use crate::wire::anthropic::error as anthropic;
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -200,6 +202,23 @@ impl IntoResponse for ApiError {
             if let Some(secs) = l.retry_after_secs {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
+        }
+        response
+    }
+}
+
+impl ApiError {
+    /// The response in the client's wire format: OpenAI's error JSON, or
+    /// Anthropic's (`{"type":"error","error":{"type","message"}}`, the type
+    /// following the status), with the same status and headers.
+    pub fn response_in(self, api: Api) -> Response {
+        let anthropic = (api == Api::Anthropic).then(|| {
+            let status = self.status().as_u16();
+            anthropic::error_body(anthropic::error_type(status), &self.message())
+        });
+        let mut response = self.into_response();
+        if let Some(body) = anthropic {
+            *response.body_mut() = axum::body::Body::from(body);
         }
         response
     }

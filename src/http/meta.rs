@@ -8,9 +8,15 @@ use super::AppState;
 use crate::metrics::{CandidateLabels, ProviderLabels};
 use crate::routing::now_ms;
 
-/// The configured groups, in OpenAI's list shape.
-pub async fn models(State(app): State<AppState>) -> Response {
-    let body = app.runtime().models_body.clone();
+/// The configured groups (and aliases), in OpenAI's list shape, or in
+/// Anthropic's when the client sends `anthropic-version`.
+pub async fn models(State(app): State<AppState>, headers: http::HeaderMap) -> Response {
+    let runtime = app.runtime();
+    let body = if headers.contains_key("anthropic-version") {
+        runtime.models_body_anthropic.clone()
+    } else {
+        runtime.models_body.clone()
+    };
     let mut r = body.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -1,9 +1,12 @@
-//! The request path. [`proxy`] reads as its steps, each a function below:
+//! The request path, for both wire formats (OpenAI's endpoints and
+//! Anthropic's `/v1/messages`). [`proxy`] reads as its steps, each a
+//! function below:
 //!
 //! 1. [`admit`]: the body, within its size limit, and the few fields
 //!    routing needs (`model`, `stream`);
 //! 2. [`route`]: the group the client named, its right to use it, and its
-//!    rate limits;
+//!    rate limits; then [`prepare`]: the body for each provider in the
+//!    group, the client's own or translated to the provider's API;
 //! 3. [`send`]: the best candidate, failing over before the client has
 //!    seen a byte;
 //! 4. [`relay_stream`] or [`relay_json`]: the answer, as it arrives;
@@ -31,11 +34,11 @@ use crate::accounting::{Billing, End, Exchange, Outcome, RequestInfo, Routed, lo
 use crate::app::Runtime;
 use crate::clients::{Caller, Client, RateHeaders};
 use crate::metrics::{ClientLabels, InFlight};
-use crate::payload::{Endpoint, Parsed};
+use crate::payload::{Api, Endpoint, Parsed};
 use crate::relay::body::{self as json_body, BodyOptions};
-use crate::relay::{self, RelayOptions, compress, sse};
+use crate::relay::{self, Formats, RelayOptions, compress, sse};
 use crate::routing::Group;
-use crate::upstream::{self, Attempt, FailoverError, Plan, Upstream};
+use crate::upstream::{self, Attempt, Bodies, FailoverError, Plan, Prepared, Upstream};
 use crate::usage::Penalties;
 
 /// An error for the client, and the group it concerned if we got that far.
@@ -63,12 +66,13 @@ pub async fn direct(
                 info: info.clone(),
                 caller: &caller,
                 endpoint,
+                query: parts.uri.query(),
                 headers: parts.headers,
                 body,
             };
             respond(app, upstream, request).await
         }
-        None => auth::unauthorized(app, Some(&info)),
+        None => auth::unauthorized(app, Some(&info), endpoint.api()),
     };
     request_id::stamp(&mut response, &info);
     response
@@ -93,6 +97,7 @@ pub async fn handle(
         info,
         caller: &caller,
         endpoint,
+        query: uri.query(),
         headers,
         body,
     };
@@ -105,6 +110,7 @@ struct ClientRequest<'a, B> {
     info: RequestInfo,
     caller: &'a Caller,
     endpoint: Endpoint,
+    query: Option<&'a str>,
     headers: HeaderMap,
     body: B,
 }
@@ -115,6 +121,7 @@ where
     B::Error: Into<axum::BoxError>,
 {
     let log_info = request.info.clone();
+    let api = request.endpoint.api();
     match proxy(app, upstream, request).await {
         Ok(response) => response,
         Err(Rejection(error, group)) => {
@@ -125,7 +132,7 @@ where
                 error.status().as_u16(),
                 error.code(),
             );
-            error.into_response()
+            error.response_in(api)
         }
     }
 }
@@ -144,6 +151,7 @@ where
         info,
         caller,
         endpoint,
+        query,
         headers,
         body,
     } = request;
@@ -152,6 +160,10 @@ where
 
     let Admitted { body, parsed } = admit(&runtime, endpoint, &headers, body).await?;
     let route = route(app, &runtime, caller, &parsed, &body)?;
+    if endpoint == Endpoint::CountTokens && !speaks(&route.group, Api::Anthropic) {
+        return Ok(count_locally(app, &info, &route.group, &body));
+    }
+    let bodies = prepare(endpoint, &body, &parsed, &route.group)?;
     let deadline = Instant::now() + runtime.config.timeouts.total;
     let penalties = Penalties {
         request: runtime.config.request_penalty,
@@ -160,8 +172,9 @@ where
     let plan = Plan {
         group: &route.group,
         endpoint,
-        parsed: &parsed,
-        body: &body,
+        bodies: &bodies,
+        body_len: body.len(),
+        query,
         headers: &headers,
         max_attempts: runtime.config.retries.max_attempts,
         first_byte: runtime.config.timeouts.first_byte,
@@ -178,6 +191,12 @@ where
         reservation,
     } = attempt;
     let status = response.status();
+    let chosen = &route.group.candidates[candidate];
+    let formats = Formats {
+        client: endpoint.api(),
+        provider: chosen.provider.api(),
+    };
+    let model = chosen.model.clone();
     let exchange = Exchange::new(
         info,
         Routed {
@@ -207,6 +226,9 @@ where
     };
     if is_event_stream(response.headers()) {
         let options = RelayOptions {
+            formats,
+            model,
+            include_usage: parsed.include_usage,
             strip_usage_chunk: parsed.router_requested_usage(),
             idle: runtime.config.timeouts.idle,
             deadline,
@@ -223,7 +245,7 @@ where
             deadline,
             max_bytes: runtime.config.limits.max_response_bytes,
         };
-        relay_json(response, answer, &headers, options)
+        relay_json(response, answer, &headers, options, (formats, endpoint))
             .await
             .map_err(|e| Rejection(e, Some(parsed.model.clone())))
     }
@@ -257,6 +279,112 @@ where
     let body = read_body(body, headers, limits).await?;
     let parsed = crate::payload::parse_for(&body, endpoint).map_err(ApiError::from)?;
     Ok(Admitted { body, parsed })
+}
+
+/// Whether any candidate of `group` speaks `api`.
+fn speaks(group: &Group, api: Api) -> bool {
+    group.candidates.iter().any(|c| c.provider.api() == api)
+}
+
+/// Step 2, continued, once the group is known: the request as each of its
+/// providers needs it. Providers that speak the client's API get the
+/// client's body (only `model` will change); the others get a translation,
+/// made once per provider. A provider that cannot take this request (a
+/// parameter with no equivalent in its API) is left out; if no candidate
+/// is left, that is the client's 400, naming the parameter and provider.
+fn prepare(
+    endpoint: Endpoint,
+    body: &Bytes,
+    parsed: &Parsed,
+    group: &Group,
+) -> Result<Bodies, Rejection> {
+    let refuse = |e| Rejection(e, Some(parsed.model.clone()));
+    let mut bodies = Bodies {
+        client_api: endpoint.api(),
+        own: Prepared {
+            body: body.clone(),
+            parsed: parsed.clone(),
+        },
+        translated: Vec::new(),
+    };
+    let mut refusal = None;
+    let mut seen: Vec<&str> = Vec::new();
+    for c in &group.candidates {
+        let provider = &c.provider;
+        let api = provider.api();
+        if api == endpoint.api() || seen.contains(&&*provider.name) {
+            continue;
+        }
+        seen.push(&provider.name);
+        let Some(to) = endpoint.for_provider(api) else {
+            continue;
+        };
+        let target = crate::wire::Target {
+            provider: &provider.name,
+            default_max_tokens: provider.default_max_tokens,
+        };
+        let translated = crate::wire::translate_request(endpoint, to, body, target)
+            .map_err(|e| ApiError::InvalidRequest {
+                message: e.message,
+                param: None,
+            })
+            .and_then(|bytes| {
+                let bytes = Bytes::from(bytes);
+                let parsed = crate::payload::parse_for(&bytes, to).map_err(ApiError::from)?;
+                Ok(Prepared {
+                    body: bytes,
+                    parsed,
+                })
+            });
+        match translated {
+            Ok(prepared) => bodies.translated.push((provider.name.clone(), prepared)),
+            Err(e) => {
+                refusal.get_or_insert(e);
+            }
+        }
+    }
+    let servable = group.candidates.iter().any(|c| {
+        endpoint
+            .for_provider(c.provider.api())
+            .is_some_and(|e| c.uri(e).is_some())
+            && bodies.get(c).is_some()
+    });
+    if servable {
+        return Ok(bodies);
+    }
+    Err(refuse(refusal.unwrap_or_else(|| {
+        ApiError::InvalidRequest {
+            message: format!(
+                "The model `{}` does not serve /v1{}.",
+                group.name,
+                endpoint.path()
+            ),
+            param: Some("model"),
+        }
+    })))
+}
+
+/// `POST /v1/messages/count_tokens` to a group with no Anthropic provider
+/// to ask: the router counts (tiktoken), and says so in
+/// `x-llm-router-usage-estimated`.
+fn count_locally(app: &AppState, info: &RequestInfo, group: &Group, body: &[u8]) -> Response {
+    let tokens = crate::usage::estimate::estimate(body, &[]).prompt_tokens;
+    crate::accounting::log_local(&app.metrics, info, &group.name, "counted_locally");
+    let mut response = whole(
+        StatusCode::OK,
+        HeaderMap::new(),
+        Bytes::from(format!("{{\"input_tokens\":{tokens}}}")),
+    );
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        "x-llm-router-usage-estimated",
+        HeaderValue::from_static("true"),
+    );
+    response
 }
 
 /// Where step 2 sends the request, and for whom.
@@ -328,7 +456,7 @@ fn route(
 async fn send(app: &AppState, upstream: &Upstream, plan: &Plan<'_>) -> Result<Attempt, Rejection> {
     upstream::send(upstream, plan, &app.metrics)
         .await
-        .map_err(|e| Rejection(all_failed(&e), Some(plan.parsed.model.clone())))
+        .map_err(|e| Rejection(all_failed(&e), Some(plan.bodies.own.parsed.model.clone())))
 }
 
 fn all_failed(e: &FailoverError) -> ApiError {
@@ -387,18 +515,25 @@ fn relay_stream(
 /// Most of a provider's error body (a 4xx passed through) that is read.
 const ERROR_BODY_WINDOW: usize = 64 * 1024;
 
+/// The largest answer translated between wire formats (translating needs
+/// the whole answer in hand).
+const TRANSLATE_WINDOW: usize = 16 * 1024 * 1024;
+
 /// Step 4 for other answers (see `relay::body`): a body that ends within
 /// its first window is answered whole, with the `usage` it reports settled
-/// first (refused requests cost nothing) and compressed when the client
+/// first (refused requests cost nothing), translated to the client's wire
+/// format if the provider speaks the other, and compressed when the client
 /// accepts it; a longer one is relayed as it arrives and settles at its
-/// end. A provider's 4xx is passed on in OpenAI's error shape. A body that
-/// stalls, breaks or grows past `limits.max_response_bytes` before the
-/// client saw a byte is a 504 or 502, and settles as a failure.
+/// end. A provider's 4xx reaches the client as an error in the client's
+/// format. A body that stalls, breaks or grows past
+/// `limits.max_response_bytes` before the client saw a byte is a 504 or
+/// 502, and settles as a failure.
 async fn relay_json(
     response: http::Response<hyper::body::Incoming>,
     answer: Answer,
     request: &HeaderMap,
     options: BodyOptions,
+    (formats, endpoint): (Formats, Endpoint),
 ) -> Result<Response, ApiError> {
     let Answer {
         status,
@@ -424,13 +559,9 @@ async fn relay_json(
         };
         exchange.finish(End::ok(Some(Default::default())));
         let mut body = head.concat();
-        if let Some(wrapped) = crate::wire::openai::error_body(status.as_u16(), &body) {
-            body = wrapped;
-            headers.remove(header::CONTENT_ENCODING);
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
+        if let Some(shaped) = client_error(status.as_u16(), &body, formats) {
+            body = shaped;
+            json_headers(&mut headers);
         }
         return Ok(whole(status, headers, body));
     }
@@ -439,12 +570,19 @@ async fn relay_json(
     {
         return Err(failed(exchange, Outcome::ResponseTooLarge));
     }
-    let head =
-        match json_body::read_head(&mut upstream, json_body::WHOLE_BODY_WINDOW, &options).await {
-            Ok(head) => head,
-            Err(outcome) => return Err(failed(exchange, outcome)),
-        };
+    let window = if formats.translated() {
+        TRANSLATE_WINDOW
+    } else {
+        json_body::WHOLE_BODY_WINDOW
+    };
+    let head = match json_body::read_head(&mut upstream, window, &options).await {
+        Ok(head) => head,
+        Err(outcome) => return Err(failed(exchange, outcome)),
+    };
     if !head.ended {
+        if formats.translated() {
+            return Err(failed(exchange, Outcome::ResponseTooLarge));
+        }
         let encoding = if headers.contains_key(header::CONTENT_ENCODING) {
             None
         } else {
@@ -454,24 +592,77 @@ async fn relay_json(
             headers.insert(header::CONTENT_ENCODING, encoding.header_value());
             headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
         }
-        let rest = json_body::relay_body(head, upstream, exchange, options, encoding, in_flight);
+        let usage = match formats.provider {
+            Api::OpenAi => sse::usage_value,
+            Api::Anthropic => crate::wire::anthropic::response::usage_value,
+        };
+        let output = json_body::Output { encoding, usage };
+        let rest = json_body::relay_body(head, upstream, exchange, options, output, in_flight);
         let mut response = Response::new(Body::from_stream(rest));
         *response.status_mut() = status;
         *response.headers_mut() = headers;
         return Ok(response);
     }
     let bytes = head.concat();
-    let usage = sse::body_usage(&bytes);
+    let usage = match (endpoint, formats.provider) {
+        // Counting tokens is free.
+        (Endpoint::CountTokens, _) => Some(Default::default()),
+        (_, Api::OpenAi) => sse::body_usage(&bytes),
+        (_, Api::Anthropic) => crate::wire::anthropic::response::message_usage(&bytes),
+    };
+    let body = if formats.translated() {
+        let Some(translated) = translate_answer(&bytes, formats) else {
+            tracing::warn!("an upstream answer could not be read for translation");
+            return Err(failed(exchange, Outcome::UpstreamBodyFailed));
+        };
+        json_headers(&mut headers);
+        Bytes::from(translated)
+    } else {
+        bytes.clone()
+    };
     exchange.finish(End {
         captured: if usage.is_none() {
-            vec![bytes.clone()]
+            vec![bytes]
         } else {
             Vec::new()
         },
         ..End::ok(usage)
     });
-    let body = compress_json(bytes, request, &mut headers).await;
+    let body = compress_json(body, request, &mut headers).await;
     Ok(whole(status, headers, body))
+}
+
+/// A whole answer in the client's wire format.
+fn translate_answer(bytes: &[u8], formats: Formats) -> Option<Vec<u8>> {
+    use crate::wire::anthropic::response;
+    match (formats.provider, formats.client) {
+        (Api::OpenAi, Api::Anthropic) => response::chat_to_message(bytes),
+        (Api::Anthropic, Api::OpenAi) => response::message_to_chat(bytes),
+        _ => Some(bytes.to_vec()),
+    }
+}
+
+/// A provider's error body in the client's error shape: `None` when it
+/// already has that shape (it then passes through unchanged).
+fn client_error(status: u16, body: &[u8], formats: Formats) -> Option<Bytes> {
+    use crate::wire::anthropic::error as anthropic;
+    match (formats.client, formats.provider) {
+        (Api::OpenAi, Api::OpenAi) => crate::wire::openai::error_body(status, body),
+        (Api::OpenAi, Api::Anthropic) => Some(anthropic::to_openai(status, body)),
+        (Api::Anthropic, _) => {
+            let shaped = anthropic::from_openai(status, body);
+            (shaped != body).then_some(shaped)
+        }
+    }
+}
+
+/// The headers of a body the router wrote: JSON, and not encoded (yet).
+fn json_headers(headers: &mut HeaderMap) {
+    headers.remove(header::CONTENT_ENCODING);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
 }
 
 /// A response with a body already in hand.

@@ -36,6 +36,8 @@ fn endpoint(path: &str) -> &'static str {
         "/v1/completions" => "completions",
         "/v1/embeddings" => "embeddings",
         "/v1/responses" => "responses",
+        "/v1/messages" => "messages",
+        "/v1/messages/count_tokens" => "count_tokens",
         "/v1/models" => "models",
         _ => "other",
     }
@@ -55,10 +57,13 @@ pub fn info_for(headers: &HeaderMap, path: &str) -> RequestInfo {
     }
 }
 
-/// Puts the request's id on its response.
+/// Puts the request's id on its response: as `x-request-id`, which OpenAI
+/// clients read, and as `request-id`, which Anthropic's read.
 pub fn stamp(response: &mut Response, info: &RequestInfo) {
     if let Ok(value) = HeaderValue::from_str(&info.request_id) {
-        response.headers_mut().insert(HEADER, value);
+        let headers = response.headers_mut();
+        headers.insert(HEADER, value.clone());
+        headers.insert("request-id", value);
     }
 }
 

@@ -172,6 +172,7 @@ pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub rejected: Family<CodeLabels, Counter>,
+    pub answered_locally: Family<CodeLabels, Counter>,
     pub tokens: Family<TokenLabels, Counter>,
     pub estimated: Family<CandidateLabels, Counter>,
     pub failovers: Family<GroupLabels, Counter>,
@@ -206,6 +207,7 @@ impl Metrics {
         let m = Self {
             requests: Family::default(),
             rejected: Family::default(),
+            answered_locally: Family::default(),
             tokens: Family::default(),
             estimated: Family::default(),
             failovers: Family::default(),
@@ -237,6 +239,11 @@ impl Metrics {
             "rejected_requests",
             "Requests answered without reaching an upstream, by error code",
             m.rejected.clone(),
+        );
+        r.register(
+            "answered_locally",
+            "Requests the router answered itself, without an upstream, by what it did",
+            m.answered_locally.clone(),
         );
         r.register(
             "tokens",

@@ -21,21 +21,36 @@ pub mod scan;
 mod shape;
 pub use shape::Shaping;
 
-/// The OpenAI endpoints the router serves, and what differs between them.
+/// The two wire formats the router speaks, on either side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Api {
+    /// OpenAI's (and every compatible provider's).
+    OpenAi,
+    /// Anthropic's Messages API.
+    Anthropic,
+}
+
+/// The endpoints the router serves, and what differs between them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     ChatCompletions,
     Completions,
     Embeddings,
     Responses,
+    /// Anthropic's `/v1/messages`.
+    Messages,
+    /// Anthropic's `/v1/messages/count_tokens`.
+    CountTokens,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 4] = [
+    pub const ALL: [Endpoint; 6] = [
         Self::ChatCompletions,
         Self::Completions,
         Self::Embeddings,
         Self::Responses,
+        Self::Messages,
+        Self::CountTokens,
     ];
 
     /// The path under a provider's `base_url`.
@@ -45,6 +60,8 @@ impl Endpoint {
             Self::Completions => "/completions",
             Self::Embeddings => "/embeddings",
             Self::Responses => "/responses",
+            Self::Messages => "/messages",
+            Self::CountTokens => "/messages/count_tokens",
         }
     }
 
@@ -55,6 +72,28 @@ impl Endpoint {
             Self::Completions => "completions",
             Self::Embeddings => "embeddings",
             Self::Responses => "responses",
+            Self::Messages => "messages",
+            Self::CountTokens => "count_tokens",
+        }
+    }
+
+    /// The wire format requests to this endpoint are in.
+    pub fn api(self) -> Api {
+        match self {
+            Self::Messages | Self::CountTokens => Api::Anthropic,
+            _ => Api::OpenAi,
+        }
+    }
+
+    /// What a request to this endpoint becomes for a provider that speaks
+    /// `provider`: the same endpoint, or its translation (chat ↔ messages);
+    /// `None` when that provider cannot serve it.
+    pub fn for_provider(self, provider: Api) -> Option<Endpoint> {
+        match (self.api() == provider, self) {
+            (true, e) => Some(e),
+            (false, Self::ChatCompletions) => Some(Self::Messages),
+            (false, Self::Messages) => Some(Self::ChatCompletions),
+            _ => None,
         }
     }
 

@@ -22,6 +22,7 @@ use super::compress::{Encoding, EventEncoder};
 use crate::accounting::{End, Exchange, Outcome};
 use crate::metrics::InFlight;
 use crate::payload::member::MemberScanner;
+use crate::usage::TokenUsage;
 
 /// A body that ends within this many bytes is answered whole.
 pub const WHOLE_BODY_WINDOW: usize = 1024 * 1024;
@@ -103,6 +104,7 @@ struct BodyRelay<S> {
     upstream: S,
     opts: BodyOptions,
     scanner: MemberScanner,
+    usage: fn(&[u8]) -> Option<TokenUsage>,
     seen: u64,
     encoder: Option<EventEncoder>,
     /// Body text kept (bounded) for a usage estimate.
@@ -114,6 +116,13 @@ struct BodyRelay<S> {
     _in_flight: InFlight,
 }
 
+/// How the client's body is written: its encoding, and how the provider's
+/// `usage` member reads (OpenAI's and Anthropic's name their counts apart).
+pub struct Output {
+    pub encoding: Option<Encoding>,
+    pub usage: fn(&[u8]) -> Option<TokenUsage>,
+}
+
 /// The client's body for an answer that did not end within the window:
 /// `head`'s chunks, then the rest of `upstream`, as they arrive. An error
 /// item ends the body early (the client sees it cut off); the exchange
@@ -123,7 +132,7 @@ pub fn relay_body<S, E>(
     upstream: S,
     exchange: Exchange,
     opts: BodyOptions,
-    encoding: Option<Encoding>,
+    output: Output,
     in_flight: InFlight,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send
 where
@@ -135,7 +144,8 @@ where
         head: head.chunks.into_iter(),
         upstream,
         scanner: MemberScanner::new("usage", MAX_USAGE_BYTES),
-        encoder: encoding.map(EventEncoder::new),
+        encoder: output.encoding.map(EventEncoder::new),
+        usage: output.usage,
         captured: Vec::new(),
         captured_bytes: 0,
         capture: exchange.wants_capture(),
@@ -192,10 +202,7 @@ where
     /// encoder still holds.
     async fn end(&mut self) -> Option<Result<Bytes, std::io::Error>> {
         self.finished = true;
-        let usage = self
-            .scanner
-            .value()
-            .and_then(crate::relay::sse::usage_value);
+        let usage = self.scanner.value().and_then(self.usage);
         if let Some(exchange) = self.exchange.take() {
             exchange.finish(End {
                 captured: if usage.is_none() {

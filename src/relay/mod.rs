@@ -10,33 +10,36 @@
 
 pub mod body;
 pub mod compress;
+mod events;
 pub mod sse;
+
+pub use events::{Formats, INTERRUPTED_EVENT, SHUTDOWN_EVENT};
 
 use std::convert::Infallible;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounting::{End, Exchange, Outcome};
 use crate::metrics::InFlight;
-use crate::usage::TokenUsage;
 use compress::{Encoding, EventEncoder};
+use events::Events;
 use sse::EventSplitter;
 
 /// Most event data kept per stream for usage estimates.
 const MAX_CAPTURE: usize = 256 * 1024;
 
-/// The event that ends a stream the upstream broke or stalled.
-pub const INTERRUPTED_EVENT: &[u8] = b"data: {\"error\":{\"message\":\"The upstream stream was interrupted before it completed.\",\"type\":\"server_error\",\"param\":null,\"code\":\"stream_interrupted\"}}\n\n";
-
-/// The event that ends a stream still open when the shutdown drain expires.
-pub const SHUTDOWN_EVENT: &[u8] = b"data: {\"error\":{\"message\":\"The router is shutting down; the stream was ended before it completed.\",\"type\":\"server_error\",\"param\":null,\"code\":\"shutting_down\"}}\n\n";
-
 #[derive(Debug, Clone)]
 pub struct RelayOptions {
+    /// The client's and the provider's wire formats.
+    pub formats: Formats,
+    /// The provider's model name, for events a translation writes.
+    pub model: std::sync::Arc<str>,
+    /// An OpenAI client asked for the usage chunk itself.
+    pub include_usage: bool,
     /// Drop the usage-only chunk: the router asked for it, the client did not.
     pub strip_usage_chunk: bool,
     pub idle: Duration,
@@ -62,7 +65,7 @@ struct Relay<S> {
     splitter: EventSplitter,
     opts: RelayOptions,
     encoder: Option<EventEncoder>,
-    usage: Option<TokenUsage>,
+    events: Events,
     streamed: u64,
     /// Event data kept (bounded) until usage arrives, for estimates.
     captured: Vec<Bytes>,
@@ -92,8 +95,13 @@ where
         upstream,
         splitter: EventSplitter::default(),
         encoder: opts.encoding.map(EventEncoder::new),
+        events: Events::new(
+            opts.formats,
+            &opts.model,
+            opts.include_usage,
+            opts.strip_usage_chunk,
+        ),
         opts,
-        usage: None,
         streamed: 0,
         captured: Vec::new(),
         captured_bytes: 0,
@@ -150,17 +158,25 @@ where
                 () = self.opts.stop.cancelled() => {
                     self.phase = Phase::Ending;
                     self.end(Outcome::Shutdown);
-                    return Some(self.encode(SHUTDOWN_EVENT).await);
+                    return Some(self.encode(events::shutdown(self.opts.formats.client)).await);
                 }
             };
             match next {
                 Ok(Some(Ok(bytes))) => self.splitter.push(&bytes),
                 Ok(None) => {
                     self.phase = Phase::Ending;
-                    self.end(Outcome::Ok);
+                    let mut out = BytesMut::new();
                     if let Some(rest) = self.splitter.take_rest()
-                        && let Some(out) = self.keep(rest)
+                        && let Some(kept) = self.keep(rest)
                     {
+                        out.extend_from_slice(&kept);
+                    }
+                    if let Some(owed) = self.events.finish() {
+                        self.note_sent(&owed);
+                        out.extend_from_slice(&owed);
+                    }
+                    self.end(Outcome::Ok);
+                    if !out.is_empty() {
                         return Some(self.encode(&out).await);
                     }
                 }
@@ -176,35 +192,30 @@ where
         }
     }
 
-    /// Reads what we need from an event; `None` drops it.
+    /// The client's bytes for an upstream event (`None`: nothing to send),
+    /// keeping its data (bounded) for an estimate while no usage is known.
     fn keep(&mut self, event: Bytes) -> Option<Bytes> {
-        let Some(data) = sse::data(&event) else {
-            return Some(event); // comments, retry hints, blank lines
-        };
-        if sse::ends_stream(&data) {
+        if self.capture
+            && self.events.usage().is_none()
+            && let Some(data) = sse::data(&event)
+            && self.captured_bytes + data.len() <= MAX_CAPTURE
+        {
+            self.captured_bytes += data.len();
+            self.captured.push(Bytes::copy_from_slice(&data));
+        }
+        let out = self.events.convert(event, &mut self.streamed)?;
+        if self.events.usage().is_some() {
+            self.captured = Vec::new();
+        }
+        self.note_sent(&out);
+        Some(out)
+    }
+
+    /// Notes whether `out` holds the event that ends the stream.
+    fn note_sent(&mut self, out: &[u8]) {
+        if !self.completed && out_ends_stream(out) {
             self.completed = true;
         }
-        if &*data == b"[DONE]" {
-            return Some(event);
-        }
-        let facts = sse::chunk_facts(&data);
-        if let Some(usage) = facts.usage {
-            self.usage = Some(usage);
-            self.captured = Vec::new();
-            if self.opts.strip_usage_chunk && facts.empty_choices {
-                return None;
-            }
-        } else {
-            self.streamed += 1;
-            if self.capture
-                && self.usage.is_none()
-                && self.captured_bytes + data.len() <= MAX_CAPTURE
-            {
-                self.captured_bytes += data.len();
-                self.captured.push(Bytes::copy_from_slice(&data));
-            }
-        }
-        Some(event)
     }
 
     async fn encode(&mut self, bytes: &[u8]) -> Bytes {
@@ -218,13 +229,14 @@ where
     async fn interrupt(&mut self, outcome: Outcome) -> Bytes {
         self.phase = Phase::Ending;
         self.end(outcome);
-        self.encode(INTERRUPTED_EVENT).await
+        self.encode(events::interrupted(self.opts.formats.client))
+            .await
     }
 
     fn end(&mut self, outcome: Outcome) {
         if let Some(exchange) = self.exchange.take() {
             exchange.finish(End {
-                usage: self.usage,
+                usage: self.events.usage(),
                 streamed: self.streamed,
                 outcome,
                 captured: std::mem::take(&mut self.captured),
@@ -239,7 +251,7 @@ impl<S> Drop for Relay<S> {
         // stream's last event it has lost nothing.
         if let Some(exchange) = self.exchange.take() {
             exchange.finish(End {
-                usage: self.usage,
+                usage: self.events.usage(),
                 streamed: self.streamed,
                 outcome: if self.completed {
                     Outcome::Ok
@@ -250,6 +262,25 @@ impl<S> Drop for Relay<S> {
             });
         }
     }
+}
+
+/// Whether the client's bytes hold the stream's last event (`[DONE]`,
+/// `message_stop`, `response.completed`). A translation may send several
+/// events at once: each is looked at.
+fn out_ends_stream(out: &[u8]) -> bool {
+    let might = [&b"[DONE]"[..], b"message_stop", b"response.completed"]
+        .iter()
+        .any(|needle| memchr::memmem::find(out, needle).is_some());
+    if !might {
+        return false;
+    }
+    let mut splitter = EventSplitter::default();
+    splitter.push(out);
+    let mut events: Vec<Bytes> = std::iter::from_fn(|| splitter.next_event()).collect();
+    events.extend(splitter.take_rest());
+    events
+        .iter()
+        .any(|e| sse::data(e).is_some_and(|d| sse::ends_stream(&d)))
 }
 
 #[cfg(test)]

@@ -84,6 +84,17 @@ pub fn data(event: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
     out
 }
 
+/// The value of an event's `event:` line (Anthropic names every event so),
+/// if it has one.
+pub fn event_name(event: &[u8]) -> Option<&str> {
+    event
+        .split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .find_map(|line| line.strip_prefix(b"event:"))
+        .map(|v| v.strip_prefix(b" ").unwrap_or(v))
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
 /// What a chat-completion chunk tells us about usage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ChunkFacts {

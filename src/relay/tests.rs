@@ -13,6 +13,7 @@ use super::*;
 use crate::accounting::{Billing, Exchange, RequestInfo, Routed};
 use crate::config::{Config, Format};
 use crate::metrics::Metrics;
+use crate::payload::Api;
 use crate::routing::{HealthBook, Routes};
 use crate::usage::Penalties;
 use crate::usage::{Ledger, Totals};
@@ -68,6 +69,12 @@ fn run(chunks: Vec<Vec<u8>>, strip: bool) -> (Vec<u8>, Totals) {
                 .map(|c| Ok::<_, Infallible>(Bytes::from(c))),
         );
         let options = RelayOptions {
+            formats: Formats {
+                client: Api::OpenAi,
+                provider: Api::OpenAi,
+            },
+            model: "m".into(),
+            include_usage: !strip,
             strip_usage_chunk: strip,
             idle: Duration::from_secs(5),
             deadline: Instant::now() + Duration::from_secs(5),
@@ -203,7 +210,10 @@ mod bodies {
                 upstream,
                 exchange,
                 opts,
-                encoding,
+                crate::relay::body::Output {
+                    encoding,
+                    usage: crate::relay::sse::usage_value,
+                },
                 metrics.in_flight(),
             ));
             while let Some(item) = stream.next().await {

@@ -8,19 +8,32 @@ use http::HeaderValue;
 
 use super::health::{Health, Now};
 use super::select::{self, View};
-use crate::config::Config;
+use crate::config::{Config, ProviderType};
 use crate::metrics::{CandidateMetrics, GroupLabels, Metrics};
-use crate::payload::Endpoint;
+use crate::payload::{Api, Endpoint};
 use crate::usage::{Ledger, UsageCell, UsageKey};
+
+/// Upstream URIs by endpoint (see [`Endpoint::ALL`]); `None` where the
+/// provider does not serve it.
+pub type EndpointUris = [Option<http::Uri>; Endpoint::ALL.len()];
 
 /// One upstream provider from the config.
 #[derive(Debug)]
 pub struct Provider {
     pub name: Arc<str>,
+    /// The API it speaks.
+    pub kind: ProviderType,
     /// `base_url` without a trailing slash.
     pub base_url: String,
-    /// The upstream URI of each endpoint, parsed once (see [`Endpoint::ALL`]).
-    endpoint_uris: [Option<http::Uri>; 4],
+    /// The upstream URI of each endpoint, parsed once. (Azure deployment
+    /// URLs name the model: those are per candidate.)
+    endpoint_uris: Arc<EndpointUris>,
+    /// Azure's `api_version`, when set.
+    pub api_version: Option<String>,
+    /// Anthropic: `max_tokens` for translated requests that set none.
+    pub default_max_tokens: u64,
+    /// Anthropic: `anthropic-version` when the client sent none.
+    pub anthropic_version: HeaderValue,
     pub keys: Vec<Arc<ProviderKey>>,
     /// Provider-wide health, set by active health checks.
     pub health: Arc<Health>,
@@ -36,15 +49,71 @@ pub struct Provider {
 impl Provider {
     /// The upstream URI for a path such as `/models`: `base_url` + `path`,
     /// normalised as a URL (punycode hosts, percent-encoding) first. `None`
-    /// only for a base URL that validation would have refused.
+    /// only for a base URL that validation would have refused. Azure's
+    /// `/models` is under its API root.
     pub fn uri(&self, path: &str) -> Option<http::Uri> {
-        join_uri(&self.base_url, path)
+        match (self.kind, &self.api_version) {
+            (ProviderType::Azure, None) => join_uri(&self.base_url, &format!("/openai/v1{path}")),
+            (ProviderType::Azure, Some(v)) => {
+                join_uri(&self.base_url, &format!("/openai{path}?api-version={v}"))
+            }
+            _ => join_uri(&self.base_url, path),
+        }
     }
 
     /// The upstream URI of an endpoint (a cheap, reference-counted clone).
     pub fn endpoint_uri(&self, endpoint: Endpoint) -> Option<&http::Uri> {
         self.endpoint_uris[endpoint as usize].as_ref()
     }
+
+    /// The API this provider speaks.
+    pub fn api(&self) -> Api {
+        match self.kind {
+            ProviderType::Anthropic => Api::Anthropic,
+            ProviderType::Openai | ProviderType::Azure => Api::OpenAi,
+        }
+    }
+
+    /// Each endpoint's URI for `model` on this provider.
+    fn uris_for(&self, model: &str) -> Arc<EndpointUris> {
+        match (self.kind, &self.api_version) {
+            (ProviderType::Azure, Some(version)) => {
+                let deployment: String =
+                    url::form_urlencoded::byte_serialize(model.as_bytes()).collect();
+                Arc::new(Endpoint::ALL.map(|e| {
+                    let path = match e {
+                        Endpoint::ChatCompletions
+                        | Endpoint::Completions
+                        | Endpoint::Embeddings => {
+                            format!("/openai/deployments/{deployment}{}", e.path())
+                        }
+                        Endpoint::Responses => "/openai/responses".to_string(),
+                        Endpoint::Messages | Endpoint::CountTokens => return None,
+                    };
+                    join_uri(&self.base_url, &format!("{path}?api-version={version}"))
+                }))
+            }
+            _ => self.endpoint_uris.clone(),
+        }
+    }
+}
+
+/// The endpoints a provider serves itself, and where, for those whose URIs
+/// do not depend on the model.
+fn provider_uris(kind: ProviderType, base_url: &str) -> EndpointUris {
+    Endpoint::ALL.map(|e| {
+        let own = match kind {
+            ProviderType::Anthropic => e.api() == Api::Anthropic,
+            ProviderType::Openai | ProviderType::Azure => e.api() == Api::OpenAi,
+        };
+        if !own {
+            return None;
+        }
+        match kind {
+            ProviderType::Azure => join_uri(base_url, &format!("/openai/v1{}", e.path())),
+            _ => join_uri(base_url, e.path()),
+        }
+    })
 }
 
 /// `base` + `path` as a URI, normalised as a URL first.
@@ -53,13 +122,16 @@ fn join_uri(base: &str, path: &str) -> Option<http::Uri> {
     http::Uri::try_from(url.as_str()).ok()
 }
 
-/// One provider API key. Its value exists only inside `authorization`, a
-/// header value marked sensitive; everything else names it by `alias`
+/// One provider API key. Its value exists only inside `auth`, a header
+/// value marked sensitive; everything else names it by `alias`
 /// (`openai#0`) or `fingerprint`.
 pub struct ProviderKey {
     pub alias: Arc<str>,
     pub fingerprint: Arc<str>,
-    pub authorization: HeaderValue,
+    /// The header that carries the key, as its provider type wants it:
+    /// `Authorization: Bearer` (OpenAI), `x-api-key` (Anthropic),
+    /// `api-key` (Azure).
+    pub auth: (http::HeaderName, HeaderValue),
     /// Key-wide health (a 401 or 403 means the whole key is bad).
     pub health: Arc<Health>,
 }
@@ -80,6 +152,8 @@ pub struct Candidate {
     pub key: Arc<ProviderKey>,
     /// The provider's model name.
     pub model: Arc<str>,
+    /// Where each endpoint is, for this model (Azure deployment URLs name it).
+    pub uris: Arc<EndpointUris>,
     /// `model` as a JSON string literal, ready to splice into a body.
     pub model_json: Bytes,
     pub weight: u64,
@@ -90,6 +164,12 @@ pub struct Candidate {
 }
 
 impl Candidate {
+    /// The upstream URI for `endpoint` (what the client asked, or its
+    /// translation for this provider), if this candidate serves it.
+    pub fn uri(&self, endpoint: Endpoint) -> Option<&http::Uri> {
+        self.uris[endpoint as usize].as_ref()
+    }
+
     fn view(&self) -> View {
         View {
             weight: self.weight,
@@ -176,6 +256,26 @@ impl HealthBook {
     }
 }
 
+/// `max_tokens` for requests translated to Anthropic that set none.
+pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+/// `anthropic-version` when neither the client nor the config gives one.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// The header that carries a provider key, marked sensitive so it is
+/// never printed.
+fn auth_header(kind: ProviderType, key: &str) -> (http::HeaderName, HeaderValue) {
+    let (name, value) = match kind {
+        ProviderType::Openai => (http::header::AUTHORIZATION, format!("Bearer {key}")),
+        ProviderType::Anthropic => (http::HeaderName::from_static("x-api-key"), key.to_string()),
+        ProviderType::Azure => (http::HeaderName::from_static("api-key"), key.to_string()),
+    };
+    let mut value =
+        HeaderValue::try_from(value).unwrap_or_else(|_| HeaderValue::from_static("invalid-key"));
+    value.set_sensitive(true);
+    (name, value)
+}
+
 /// Most distinct `provider/model` names kept as direct groups.
 const MAX_DIRECT_GROUPS: usize = 1024;
 
@@ -228,15 +328,11 @@ impl Routes {
                     .enumerate()
                     .map(|(i, key)| {
                         let fingerprint: Arc<str> = key.fingerprint().into();
-                        let mut authorization =
-                            HeaderValue::try_from(format!("Bearer {}", key.expose()))
-                                .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid-key"));
-                        authorization.set_sensitive(true);
                         Arc::new(ProviderKey {
                             alias: format!("{}#{i}", p.name).into(),
                             health: health.cell(&name, &fingerprint, None),
                             fingerprint,
-                            authorization,
+                            auth: auth_header(p.kind, key.expose()),
                         })
                     })
                     .collect();
@@ -251,7 +347,15 @@ impl Routes {
                 }
                 let base_url = p.base_url.trim_end_matches('/').to_string();
                 Arc::new(Provider {
-                    endpoint_uris: Endpoint::ALL.map(|e| join_uri(&base_url, e.path())),
+                    endpoint_uris: Arc::new(provider_uris(p.kind, &base_url)),
+                    kind: p.kind,
+                    api_version: p.api_version.clone(),
+                    default_max_tokens: p.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+                    anthropic_version: p
+                        .anthropic_version
+                        .as_deref()
+                        .and_then(|v| HeaderValue::from_str(v).ok())
+                        .unwrap_or(HeaderValue::from_static(ANTHROPIC_VERSION)),
                     base_url,
                     health: health.cell(&name, &Arc::from(""), None),
                     health_check: p.health_check.clone(),
@@ -384,6 +488,7 @@ impl Cells {
             .map(|key| Candidate {
                 provider: provider.clone(),
                 key: key.clone(),
+                uris: provider.uris_for(&model),
                 model: model.clone(),
                 model_json: model_json.clone(),
                 weight,
@@ -663,8 +768,9 @@ mod tests {
         assert_eq!(p.base_url, "http://a/v1");
         let key = &p.keys[0];
         assert_eq!(&*key.alias, "p#0");
-        assert_eq!(key.authorization, "Bearer ka");
-        assert!(key.authorization.is_sensitive());
+        assert_eq!(key.auth.0, "authorization");
+        assert_eq!(key.auth.1, "Bearer ka");
+        assert!(key.auth.1.is_sensitive());
         assert_eq!(
             &*key.fingerprint,
             &*crate::config::Secret::new("ka").fingerprint()

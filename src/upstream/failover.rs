@@ -7,6 +7,7 @@
 //! and 422, which mean the request itself is wrong. Each failure cools the
 //! candidate down (see `routing::health`), so the next request avoids it too.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,16 +17,57 @@ use tokio::time::Instant;
 use super::{RequestBody, SendError, Upstream};
 use crate::config::Cooldown;
 use crate::metrics::Metrics;
-use crate::payload::{Endpoint, Parsed};
+use crate::payload::{Api, Endpoint, Parsed};
 use crate::routing::{Candidate, Group, Reason, now_ms};
 use crate::usage::{Penalties, Reservation, Settlement};
+
+/// A request body ready for one API: the client's own, or its translation,
+/// with what `rewrite` needs to splice each candidate's model into it.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub body: Bytes,
+    pub parsed: Parsed,
+}
+
+/// The request as each candidate needs it: the client's own body for
+/// providers that speak the client's API, and a translation per provider
+/// that speaks the other (made only for providers in the group, and absent
+/// for one that cannot take this request).
+#[derive(Debug, Clone)]
+pub struct Bodies {
+    pub client_api: Api,
+    pub own: Prepared,
+    /// By provider name.
+    pub translated: Vec<(Arc<str>, Prepared)>,
+}
+
+impl Bodies {
+    /// The body for `c`'s provider, if there is one.
+    pub fn get(&self, c: &Candidate) -> Option<&Prepared> {
+        if c.provider.api() == self.client_api {
+            return Some(&self.own);
+        }
+        self.translated
+            .iter()
+            .find(|(name, _)| *name == c.provider.name)
+            .map(|(_, p)| p)
+    }
+}
+
+const ANTHROPIC_VERSION: &str = "anthropic-version";
 
 /// Everything one request's attempts need to know.
 pub struct Plan<'a> {
     pub group: &'a Group,
+    /// What the client asked for.
     pub endpoint: Endpoint,
-    pub parsed: &'a Parsed,
-    pub body: &'a Bytes,
+    pub bodies: &'a Bodies,
+    /// The client's body size, for the reservation's prompt estimate.
+    pub body_len: usize,
+    /// The client's query string. Passed on to Anthropic providers with the
+    /// request they get as sent (`?beta=true` selects Anthropic's beta
+    /// surface); never to a translation, nor to any other URL.
+    pub query: Option<&'a str>,
     /// The client's headers (filtered per attempt by `forward_request_headers`).
     pub headers: &'a HeaderMap,
     pub max_attempts: u32,
@@ -78,6 +120,17 @@ pub struct FailoverError {
     pub failures: Vec<Failure>,
 }
 
+impl Plan<'_> {
+    /// Whether candidate `c` can serve this request: its provider speaks
+    /// the API, or can be translated to, and has a URI for it.
+    pub fn serves(&self, c: &Candidate) -> bool {
+        self.endpoint
+            .for_provider(c.provider.api())
+            .is_some_and(|e| c.uri(e).is_some())
+            && self.bodies.get(c).is_some()
+    }
+}
+
 impl FailoverError {
     /// All failures were rate limits: the smallest Retry-After among them.
     pub fn all_rate_limited(&self) -> Option<Option<Duration>> {
@@ -106,19 +159,25 @@ pub async fn send(
     plan: &Plan<'_>,
     metrics: &Metrics,
 ) -> Result<Attempt, FailoverError> {
-    let mut tried: Vec<usize> = Vec::with_capacity(plan.max_attempts as usize);
+    // Candidates that cannot serve this request are never picked, and do
+    // not count as attempts.
+    let mut excluded: Vec<usize> = (0..plan.group.candidates.len())
+        .filter(|&i| !plan.serves(&plan.group.candidates[i]))
+        .collect();
+    let mut attempts = 0u32;
     let mut failures = Vec::new();
-    let prompt_estimate = (plan.body.len() / 4) as u64;
-    while tried.len() < plan.max_attempts as usize {
+    let prompt_estimate = (plan.body_len / 4) as u64;
+    while attempts < plan.max_attempts {
         let now = Instant::now();
         if now >= plan.deadline {
             failures.push(Failure::Timeout);
             break;
         }
-        let Some(index) = plan.group.pick(&tried, now_ms()) else {
+        let Some(index) = plan.group.pick(&excluded, now_ms()) else {
             break;
         };
-        tried.push(index);
+        excluded.push(index);
+        attempts += 1;
         let c = &plan.group.candidates[index];
         let reservation = c.usage.reserve(prompt_estimate);
         let first_byte = (now + plan.first_byte).min(plan.deadline);
@@ -136,13 +195,13 @@ pub async fn send(
                     c.metrics.upstream_latency.observe(now.elapsed());
                     c.health.succeeded();
                     c.key.health.succeeded();
-                    if tried.len() > 1 {
-                        plan.group.failovers.inc_by(tried.len() as u64 - 1);
+                    if attempts > 1 {
+                        plan.group.failovers.inc_by(u64::from(attempts) - 1);
                     }
                     return Ok(Attempt {
                         response,
                         candidate: index,
-                        attempts: tried.len() as u32,
+                        attempts,
                         reservation,
                     });
                 }
@@ -163,7 +222,7 @@ pub async fn send(
             key = %c.key.alias,
             failure = ?failure,
             error = detail.as_ref().map(tracing::field::display),
-            attempt = tried.len(),
+            attempt = attempts,
             "upstream attempt failed"
         );
         c.metrics.upstream_error(metrics, failure.kind());
@@ -174,19 +233,32 @@ pub async fn send(
     Err(FailoverError { failures })
 }
 
-/// The request for one candidate: the body with its model (and shaping),
-/// the client's forwarded headers, the provider's, and its key.
+/// The request for one candidate: the body for its API with its model (and
+/// shaping), the client's forwarded headers, the provider's, and its key.
 fn request_for(plan: &Plan<'_>, c: &Candidate) -> Option<http::Request<RequestBody>> {
-    let uri = c.provider.endpoint_uri(plan.endpoint)?.clone();
-    let mut body = plan.parsed.rewrite(plan.body, &c.model_json);
+    let api = c.provider.api();
+    let mut uri = c.uri(plan.endpoint.for_provider(api)?)?.clone();
+    if let Some(query) = plan.query
+        && api == Api::Anthropic
+        && plan.bodies.client_api == api
+        && uri.query().is_none()
+        && let Ok(with_query) = format!("{uri}?{query}").parse()
+    {
+        uri = with_query;
+    }
+    let prepared = plan.bodies.get(c)?;
+    let mut body = prepared.parsed.rewrite(&prepared.body, &c.model_json);
     if let Some(shaped) = c.provider.shaping.apply(&body) {
         body = shaped;
     }
-    let mut headers = super::forward_request_headers(plan.headers);
+    let mut headers = super::forward_request_headers(plan.headers, api);
+    if api == Api::Anthropic && !headers.contains_key(ANTHROPIC_VERSION) {
+        headers.insert(ANTHROPIC_VERSION, c.provider.anthropic_version.clone());
+    }
     for (name, value) in &c.provider.headers {
         headers.insert(name.clone(), value.clone());
     }
-    headers.insert(header::AUTHORIZATION, c.key.authorization.clone());
+    headers.insert(c.key.auth.0.clone(), c.key.auth.1.clone());
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -239,7 +311,9 @@ fn cool_down(c: &Candidate, failure: Failure, cooldown: &Cooldown, now: u64) {
 }
 
 /// How long the provider asked us to wait: `Retry-After` (seconds or an HTTP
-/// date), else OpenAI's `x-ratelimit-reset-*` for whichever limit ran out.
+/// date), else OpenAI's `x-ratelimit-reset-*` (durations) or Anthropic's
+/// `anthropic-ratelimit-*-reset` (RFC 3339 times) for whichever limit ran
+/// out.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(v) = text("retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok())
@@ -259,11 +333,25 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let exhausted = |kind: &str| {
         text(&format!("x-ratelimit-remaining-{kind}")).is_some_and(|v| v.trim() == "0")
     };
-    ["requests", "tokens"]
+    let openai = ["requests", "tokens"]
         .into_iter()
         .filter(|kind| exhausted(kind))
         .filter_map(|kind| text(&format!("x-ratelimit-reset-{kind}")).and_then(go_duration))
-        .max()
+        .max();
+    let anthropic_exhausted = |kind: &str| {
+        text(&format!("anthropic-ratelimit-{kind}-remaining")).is_some_and(|v| v.trim() == "0")
+    };
+    let anthropic = ["requests", "tokens", "input-tokens", "output-tokens"]
+        .into_iter()
+        .filter(|kind| anthropic_exhausted(kind))
+        .filter_map(|kind| text(&format!("anthropic-ratelimit-{kind}-reset")))
+        .filter_map(|v| humantime::parse_rfc3339_weak(v.trim()).ok())
+        .map(|when| {
+            when.duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
+        })
+        .max();
+    openai.max(anthropic)
 }
 
 /// An HTTP date as a delay from now (zero if it is in the past).
@@ -526,6 +614,43 @@ mod tests {
     }
 
     #[test]
+    fn anthropic_resets_count_for_the_exhausted_limit() {
+        let in_a_minute = humantime::format_rfc3339_seconds(
+            std::time::SystemTime::now() + Duration::from_secs(60),
+        )
+        .to_string();
+        let in_an_hour = humantime::format_rfc3339_seconds(
+            std::time::SystemTime::now() + Duration::from_secs(3600),
+        )
+        .to_string();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "anthropic-ratelimit-output-tokens-remaining",
+            HeaderValue::from_static("0"),
+        );
+        h.insert(
+            "anthropic-ratelimit-output-tokens-reset",
+            HeaderValue::from_str(&in_a_minute).unwrap(),
+        );
+        h.insert(
+            "anthropic-ratelimit-requests-remaining",
+            HeaderValue::from_static("40"),
+        );
+        h.insert(
+            "anthropic-ratelimit-requests-reset",
+            HeaderValue::from_str(&in_an_hour).unwrap(),
+        );
+        let wait = retry_after(&h).unwrap();
+        assert!(
+            (Duration::from_secs(55)..=Duration::from_secs(60)).contains(&wait),
+            "{wait:?}"
+        );
+        // Retry-After, when given, says it all.
+        h.insert("retry-after", HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+    }
+
+    #[test]
     fn a_future_http_date_is_a_wait_until_then() {
         let when = std::time::SystemTime::now() + Duration::from_secs(120);
         let iso = humantime::format_rfc3339_seconds(when).to_string();
@@ -626,11 +751,20 @@ mod tests {
             let body = Bytes::from_static(br#"{"model":"g","messages":[]}"#);
             let parsed = crate::payload::parse(&body).unwrap();
             let group = routes.group("g").unwrap();
+            let bodies = Bodies {
+                client_api: Api::OpenAi,
+                own: Prepared {
+                    body: body.clone(),
+                    parsed,
+                },
+                translated: Vec::new(),
+            };
             let plan = Plan {
                 group,
                 endpoint: Endpoint::ChatCompletions,
-                parsed: &parsed,
-                body: &body,
+                bodies: &bodies,
+                body_len: body.len(),
+                query: None,
                 headers: &HeaderMap::new(),
                 max_attempts,
                 first_byte: Duration::from_secs(5),
@@ -652,6 +786,8 @@ mod tests {
             let later = Instant::now() + Duration::from_secs(30);
             let attempt = run(&routes, 3, later).await.ok().unwrap();
             assert_eq!((attempt.candidate, attempt.attempts), (2, 3));
+            // The reservation holds the prompt's estimate: a token per 4 bytes.
+            assert_eq!(attempt.reservation.prompt_estimate(), 27 / 4);
             assert_eq!(attempt.response.status(), 200);
             assert_eq!(seen.load(Ordering::SeqCst), 3);
             let g = routes.group("g").unwrap();
@@ -739,11 +875,20 @@ mod tests {
             client.insert("authorization", HeaderValue::from_static("Bearer client"));
             client.insert("openai-beta", HeaderValue::from_static("x"));
             client.insert("content-type", HeaderValue::from_static("text/plain"));
+            let bodies = Bodies {
+                client_api: Api::OpenAi,
+                own: Prepared {
+                    body: body.clone(),
+                    parsed,
+                },
+                translated: Vec::new(),
+            };
             let plan = Plan {
                 group: g,
                 endpoint: Endpoint::ChatCompletions,
-                parsed: &parsed,
-                body: &body,
+                bodies: &bodies,
+                body_len: body.len(),
+                query: None,
                 headers: &client,
                 max_attempts: 1,
                 first_byte: Duration::from_secs(1),

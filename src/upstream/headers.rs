@@ -2,6 +2,8 @@
 
 use http::header::{self, HeaderMap, HeaderName};
 
+use crate::payload::Api;
+
 /// Never forwarded upstream: hop-by-hop headers, what we set ourselves, and
 /// anything that could carry the client's credentials to a provider.
 const DROP_REQUEST: &[HeaderName] = &[
@@ -35,6 +37,15 @@ const DROP_RESPONSE: &[HeaderName] = &[
     header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
 ];
 
+/// Never passed back either: which provider account answered is the
+/// router's business, not its clients'.
+const DROP_RESPONSE_NAMES: &[&str] = &[
+    "keep-alive",
+    "openai-organization",
+    "openai-project",
+    "anthropic-organization-id",
+];
+
 fn named_by_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
     headers
         .get_all(header::CONNECTION)
@@ -44,13 +55,22 @@ fn named_by_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
         .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
 }
 
-/// The client's headers that go upstream (the provider key is added per attempt).
-pub fn forward_request_headers(client: &HeaderMap) -> HeaderMap {
+/// Whether a header belongs to the other API's dialect: Anthropic's
+/// versioning headers mean nothing to an OpenAI provider (and the reverse
+/// needs no rule: OpenAI's headers are harmless extras to Anthropic).
+fn foreign(name: &HeaderName, api: Api) -> bool {
+    api == Api::OpenAi && name.as_str().starts_with("anthropic-")
+}
+
+/// The client's headers that go upstream to a provider speaking `api` (the
+/// provider key is added per attempt).
+pub fn forward_request_headers(client: &HeaderMap, api: Api) -> HeaderMap {
     let has_connection = client.contains_key(header::CONNECTION);
     let mut out = HeaderMap::with_capacity(client.len());
     for (name, value) in client {
         if DROP_REQUEST.contains(name)
             || DROP_REQUEST_NAMES.contains(&name.as_str())
+            || foreign(name, api)
             || (has_connection && named_by_connection(client, name))
         {
             continue;
@@ -65,10 +85,11 @@ pub fn forward_request_headers(client: &HeaderMap) -> HeaderMap {
 pub fn response_headers(upstream: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(upstream.len());
     for (name, value) in upstream {
-        if DROP_RESPONSE.contains(name) || name.as_str() == "keep-alive" {
+        if DROP_RESPONSE.contains(name) || DROP_RESPONSE_NAMES.contains(&name.as_str()) {
             continue;
         }
-        if name.as_str() == "x-request-id" {
+        // Anthropic's `request-id` too: the router's own id is the client's.
+        if matches!(name.as_str(), "x-request-id" | "request-id") {
             out.append(
                 HeaderName::from_static("x-upstream-request-id"),
                 value.clone(),
@@ -101,9 +122,22 @@ mod tests {
         ] {
             h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
         }
-        let out = forward_request_headers(&h);
+        let out = forward_request_headers(&h, Api::OpenAi);
         let names: Vec<_> = out.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["openai-beta", "user-agent"]);
+    }
+
+    #[test]
+    fn anthropic_headers_go_only_to_anthropic_providers() {
+        let mut h = HeaderMap::new();
+        h.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
+        h.insert("anthropic-beta", HeaderValue::from_static("a,b"));
+        h.insert("x-api-key", HeaderValue::from_static("client-key"));
+        let to_anthropic = forward_request_headers(&h, Api::Anthropic);
+        assert_eq!(to_anthropic["anthropic-version"], "2023-06-01");
+        assert_eq!(to_anthropic["anthropic-beta"], "a,b");
+        assert!(!to_anthropic.contains_key("x-api-key"));
+        assert!(forward_request_headers(&h, Api::OpenAi).is_empty());
     }
 
     #[test]

@@ -28,7 +28,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-pub use failover::{Attempt, FailoverError, Failure, Plan, send};
+pub use failover::{Attempt, Bodies, FailoverError, Failure, Plan, Prepared, send};
 pub use headers::{forward_request_headers, response_headers};
 
 use crate::config::Timeouts;

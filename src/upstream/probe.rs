@@ -12,10 +12,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use http::header;
 use tokio::time::Instant;
 
 use super::{RequestBody, SendError, Upstream};
+use crate::config::ProviderType;
 use crate::routing::{Provider, Routes, now_ms};
 
 /// When each provider's next probe is due.
@@ -57,9 +57,11 @@ pub async fn probe(upstream: &Upstream, provider: &Provider) -> bool {
         Some(uri) => {
             let mut request = http::Request::new(RequestBody::default());
             *request.uri_mut() = uri;
-            request
-                .headers_mut()
-                .insert(header::AUTHORIZATION, key.authorization.clone());
+            let headers = request.headers_mut();
+            headers.insert(key.auth.0.clone(), key.auth.1.clone());
+            if provider.kind == ProviderType::Anthropic {
+                headers.insert("anthropic-version", provider.anthropic_version.clone());
+            }
             tokio::time::timeout(check.timeout, upstream.send(request))
                 .await
                 .unwrap_or(Err(SendError::ConnectTimeout))
