@@ -30,6 +30,8 @@ use serde_json::Value;
 
 #[path = "chaos.rs"]
 mod chaos;
+#[path = "rows.rs"]
+mod rows;
 
 const KEY: &str = "bench-client-key";
 const BODY: &str = r#"{"model":"bench","messages":[{"role":"user","content":"Hello, how are you today? Tell me about routers."}]}"#;
@@ -47,6 +49,8 @@ struct Opts {
     slices: u32,
     /// Only the chaos run, for this long (see `chaos.rs`).
     chaos: Option<Duration>,
+    /// Only the rows of CPU per request by path (see `rows.rs`).
+    rows: bool,
 }
 
 fn parse_opts() -> anyhow::Result<Opts> {
@@ -59,6 +63,7 @@ fn parse_opts() -> anyhow::Result<Opts> {
         streams_only: false,
         slices: 5,
         chaos: None,
+        rows: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -72,6 +77,7 @@ fn parse_opts() -> anyhow::Result<Opts> {
             "--streams-only" => o.streams_only = true,
             "--slices" => o.slices = val()?.parse::<u32>()?.max(1),
             "--chaos" => o.chaos = Some(humantime::parse_duration(&val()?)?),
+            "--rows" => o.rows = true,
             "--quick" => {
                 o.duration = Duration::from_secs(3);
                 o.streams = 200;
@@ -484,6 +490,14 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("{bin}: build it with cargo build --release"))?;
     let secs = format!("{}s", opts.duration.as_secs());
 
+    if opts.rows {
+        let report = rows::run(&bin, dir.path(), opts.duration, opts.slices)?;
+        println!("{report}");
+        if let Some(path) = &opts.out {
+            std::fs::write(path, &report)?;
+        }
+        return Ok(());
+    }
     if let Some(duration) = opts.chaos {
         let report = chaos::run(&bin, dir.path(), duration)?;
         println!("{report}");

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark, in one command: bash bench/run.sh [--quick] [--soak 5m]
-# (or bash bench/run.sh --chaos 5m: healthy traffic beside a misbehaving provider)
+# (or bash bench/run.sh --chaos 5m: healthy traffic beside a misbehaving provider;
+#  bash bench/run.sh --rows: CPU per request by path, translations included)
 # Installs what it needs (oha, nginx, redis-server), builds llm-router in
 # release mode, runs bench/loadtest.rs on loopback, and writes the table to
 # bench/results/latest.md. Then the criterion micro-benchmarks, unless
@@ -29,6 +30,8 @@ for a in "$@"; do
     --no-micro) micro=0 ;;
     # The chaos row runs alone (5 minutes and more), into its own file.
     --chaos) micro=0; out=bench/results/chaos.md; args+=("$a") ;;
+    # CPU per request by path (translations, cache hits, tracing): its own file.
+    --rows) micro=0; out=bench/results/rows.md; args+=("$a") ;;
     *) args+=("$a") ;;
   esac
 done

@@ -1,0 +1,125 @@
+//! Rows of CPU per request for paths beside the plain proxy hop
+//! (`--rows`): the same router, the same mock, one run, each row's load
+//! cut into slices taken in turn, so the rows compare like for like.
+//!
+//! - OpenAI to OpenAI, JSON and streamed: the byte-for-byte path, the
+//!   reference the others are read against;
+//! - Anthropic's Messages to an OpenAI provider, JSON and streamed;
+//! - OpenAI to an Anthropic provider, JSON and streamed.
+//!
+//! The mock answers at once (streams of 20 events, no gap), so a row
+//! measures the router's work, not the mock's pacing.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use super::{KEY, Oha, family_stats, free_port, oha_with, spawn, wait_port};
+
+/// One row: what is sent where.
+struct RowSpec {
+    name: &'static str,
+    path: &'static str,
+    body: &'static str,
+}
+
+const ROWS: [RowSpec; 6] = [
+    RowSpec {
+        name: "OpenAI → OpenAI, JSON (byte for byte)",
+        path: "/v1/chat/completions",
+        body: r#"{"model":"oai","messages":[{"role":"user","content":"Hello, how are you today? Tell me about routers."}]}"#,
+    },
+    RowSpec {
+        name: "OpenAI → OpenAI, stream of 20 events",
+        path: "/v1/chat/completions",
+        body: r#"{"model":"oai","stream":true,"messages":[{"role":"user","content":"Hello, how are you today? Tell me about routers."}]}"#,
+    },
+    RowSpec {
+        name: "Messages → OpenAI, JSON",
+        path: "/v1/messages",
+        body: r#"{"model":"oai","max_tokens":256,"system":"Be brief.","messages":[{"role":"user","content":"Hello, how are you today? Tell me about routers."}]}"#,
+    },
+    RowSpec {
+        name: "Messages → OpenAI, stream of 20 events",
+        path: "/v1/messages",
+        body: r#"{"model":"oai","max_tokens":256,"stream":true,"system":"Be brief.","messages":[{"role":"user","content":"Hello, how are you today? Tell me about routers."}]}"#,
+    },
+    RowSpec {
+        name: "OpenAI → Anthropic, JSON",
+        path: "/v1/chat/completions",
+        body: r#"{"model":"claude","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hello, how are you today? Tell me about routers."}]}"#,
+    },
+    RowSpec {
+        name: "OpenAI → Anthropic, stream of 20 events",
+        path: "/v1/chat/completions",
+        body: r#"{"model":"claude","stream":true,"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hello, how are you today? Tell me about routers."}]}"#,
+    },
+];
+
+/// Runs the rows for `duration` each (in `slices`) and returns the table.
+pub fn run(bin: &Path, dir: &Path, duration: Duration, slices: u32) -> anyhow::Result<String> {
+    let mock_port = free_port();
+    let _mock = spawn(
+        "mock",
+        Command::new(bin).args([
+            "mock",
+            "--port",
+            &mock_port.to_string(),
+            "--chunks",
+            "20",
+            "--gap",
+            "0ms",
+        ]),
+    )?;
+    wait_port(mock_port)?;
+    let port = free_port();
+    let cfg = dir.join("rows.yaml");
+    let mock = format!("http://127.0.0.1:{mock_port}/v1");
+    std::fs::write(
+        &cfg,
+        format!(
+            "host: 127.0.0.1\nport: {port}\napi_key: {KEY}\nstore: memory\ngroups:\n  - name: oai\n    models: [{{provider: openai, name: mock-model}}]\n  - name: claude\n    models: [{{provider: anthropic, name: mock-claude}}]\nproviders:\n  - {{name: openai, base_url: {mock:?}, api_keys: [k1, k2]}}\n  - {{name: anthropic, type: anthropic, base_url: {mock:?}, api_keys: [k3, k4]}}\n"
+        ),
+    )?;
+    let router = spawn(
+        "llm-router (rows)",
+        Command::new(bin)
+            .arg("--config")
+            .arg(&cfg)
+            .env("RUST_LOG", "warn")
+            .current_dir(dir),
+    )?;
+    wait_port(port)?;
+    let pid = router.pid();
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    for row in &ROWS {
+        oha_with(&url(row.path), row.body, &["-z", "1s", "-c", "32"])?; // warm-up
+    }
+    let slice = format!("{}ms", duration.as_millis() / u128::from(slices.max(1)));
+    let mut totals: Vec<(Oha, f64)> = ROWS.iter().map(|_| (Oha::default(), 0.0)).collect();
+    for n in 0..slices.max(1) {
+        for (row, total) in ROWS.iter().zip(&mut totals) {
+            eprintln!("== rows: {}, slice {}/{}", row.name, n + 1, slices);
+            let before = family_stats(pid).0;
+            let r = oha_with(&url(row.path), row.body, &["-z", &slice, "-c", "32"])?;
+            total.1 += family_stats(pid).0 - before;
+            total.0.add(&r);
+        }
+    }
+    let reference = totals[0].1 / totals[0].0.ok.max(1) as f64;
+    let mut out = String::from(
+        "| path | req/s (c=32) | CPU µs/req | vs OpenAI → OpenAI JSON | errors |\n|---|---|---|---|---|\n",
+    );
+    for (row, (oha, cpu)) in ROWS.iter().zip(&totals) {
+        let per = cpu / oha.ok.max(1) as f64;
+        out.push_str(&format!(
+            "| {} | {:.0} | {:.1} | {:.2}× | {} |\n",
+            row.name,
+            oha.rps,
+            per * 1e6,
+            per / reference,
+            oha.errors
+        ));
+    }
+    Ok(out)
+}
