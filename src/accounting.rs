@@ -15,6 +15,7 @@ use crate::clients::Client;
 use crate::config::Cooldown;
 use crate::metrics::Metrics;
 use crate::routing::{Group, Reason, now_ms};
+use crate::usage::cost::usd;
 use crate::usage::{Penalties, Reservation, Settlement, TokenUsage};
 
 /// What is known about a request before it is routed.
@@ -243,12 +244,16 @@ impl Settle {
         if end.outcome == Outcome::Ok {
             c.usage.set_reports_no_usage(estimated);
         }
+        // What the provider bills: settled usage at the model's prices (a
+        // failure that produced nothing costs nothing). No price, no cost.
+        let cost_nanos = c.price.map(|p| end.usage.map_or(0, |u| p.cost_nanos(&u)));
         let settlement = Settlement {
             usage: end.usage,
             estimated,
             streamed_tokens: end.streamed,
             failed,
             penalties: self.penalties,
+            cost_nanos: cost_nanos.unwrap_or(0),
         };
         reservation.settle(settlement);
         let tokens = end.usage.unwrap_or(TokenUsage {
@@ -258,13 +263,19 @@ impl Settle {
             cached_prompt_tokens: 0,
         });
         if let Some(client) = &self.client {
-            client.usage.reserve(prompt_estimate).settle(Settlement {
-                penalties: Penalties::default(),
-                ..settlement
-            });
-            client.record_tokens(tokens.total_tokens);
+            client.record(
+                Settlement {
+                    penalties: Penalties::default(),
+                    ..settlement
+                },
+                prompt_estimate,
+                tokens.total_tokens,
+            );
         }
         let m = &c.metrics;
+        if let Some(nanos) = cost_nanos {
+            m.cost.inc_by(usd(nanos));
+        }
         m.request(&self.metrics, self.status);
         m.prompt_tokens.inc_by(tokens.prompt_tokens);
         m.completion_tokens.inc_by(tokens.completion_tokens);
@@ -313,6 +324,7 @@ impl Settle {
             completion_tokens = tokens.completion_tokens,
             total_tokens = tokens.total_tokens,
             usage_estimated = estimated || end.usage.is_none(),
+            cost_usd = cost_nanos.map(usd),
             latency_ms = latency.as_secs_f64() * 1000.0,
             "request"
         );

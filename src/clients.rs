@@ -12,16 +12,19 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use prometheus_client::metrics::counter::Counter;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use arc_swap::ArcSwap;
+
 use crate::config::{ClientKeyConfig, Config};
-use crate::metrics::Metrics;
-use crate::usage::{Ledger, UsageCell, UsageKey};
+use crate::metrics::{Metrics, UsdCounter};
+use crate::usage::cost::{NANOS_PER_USD, usd};
+use crate::usage::{Ledger, Settlement, UsageCell, UsageKey};
 
 /// Who made a request.
 #[derive(Debug, Clone)]
@@ -49,11 +52,80 @@ pub struct Client {
     groups: Option<Vec<String>>,
     rpm: Option<u64>,
     tpm: Option<u64>,
-    budget: Option<u64>,
+    budget: Budget,
     pub state: Arc<ClientState>,
+    /// Everything this key used, for all time.
     pub usage: Arc<UsageCell>,
     requests_metric: Counter,
     tokens_metric: Counter,
+    cost_metric: UsdCounter,
+}
+
+/// What a client key may spend, and where its spending is counted: in the
+/// usage ledger (so it is persisted and, with Redis, shared), under
+/// `("client", fingerprint, "*")` for all time, or one cell per window,
+/// `("client", fingerprint, "budget/<window start>")`, when budgets renew.
+#[derive(Debug)]
+struct Budget {
+    tokens: Option<u64>,
+    nanos: Option<u64>,
+    window: Option<Duration>,
+    /// The window counted now (its number) and its cell.
+    current: ArcSwap<(u64, Arc<UsageCell>)>,
+    ledger: Arc<Ledger>,
+    fingerprint: Arc<str>,
+}
+
+impl Budget {
+    /// The cell this moment's spending counts in. A new window's cell is
+    /// looked up once, when the window starts (a ledger lock, once a day or
+    /// so); otherwise this is one atomic load.
+    fn cell(&self, now_secs: f64) -> Arc<UsageCell> {
+        let Some(window) = self.window else {
+            return self.current.load().1.clone();
+        };
+        let length = window.as_secs().max(1);
+        let index = now_secs.max(0.0) as u64 / length;
+        let current = self.current.load();
+        if current.0 == index {
+            return current.1.clone();
+        }
+        let cell = self.ledger.cell(UsageKey {
+            provider: "client".into(),
+            key_fingerprint: self.fingerprint.clone(),
+            model: format!("budget/{}", index * length).into(),
+        });
+        self.current.store(Arc::new((index, cell.clone())));
+        cell
+    }
+
+    /// Why the key may not spend more now, if it may not.
+    fn exhausted(&self, now_secs: f64, name: &str) -> Option<String> {
+        if self.tokens.is_none() && self.nanos.is_none() {
+            return None;
+        }
+        let spent = self.cell(now_secs).totals();
+        let period = match self.window {
+            Some(w) => format!(" for this {} window", humantime::format_duration(w)),
+            None => String::new(),
+        };
+        if let Some(budget) = self.tokens
+            && spent.tokens >= budget
+        {
+            return Some(format!(
+                "Client {name:?} has used its budget of {budget} tokens{period}."
+            ));
+        }
+        if let Some(budget) = self.nanos
+            && spent.cost_nanos >= budget
+        {
+            return Some(format!(
+                "Client {name:?} has spent its budget of ${:.2}{period}.",
+                usd(budget)
+            ));
+        }
+        None
+    }
 }
 
 /// Per-client rate counters, shared across reloads.
@@ -195,15 +267,15 @@ impl Client {
                 quota_exhausted: false,
             });
         }
-        if let Some(budget) = self.budget
-            && self.usage.totals().tokens >= budget
-        {
+        if let Some(message) = self.budget.exhausted(now, &self.name) {
+            // A renewing budget is back at the next window.
+            let retry_after_secs = self.budget.window.map(|w| {
+                let length = w.as_secs().max(1) as f64;
+                (length - now % length).ceil().max(1.0) as u64
+            });
             return Err(Limited {
-                message: format!(
-                    "Client {:?} has used its budget of {budget} tokens.",
-                    self.name
-                ),
-                retry_after_secs: None,
+                message,
+                retry_after_secs,
                 headers,
                 quota_exhausted: true,
             });
@@ -213,9 +285,24 @@ impl Client {
         Ok(headers)
     }
 
-    /// Counts the tokens a finished request used.
-    pub fn record_tokens(&self, tokens: u64) {
-        self.record_tokens_at(tokens, now_secs_f64());
+    /// Counts a finished request against this key: its usage and cost
+    /// (all time, and the budget's window), and its tokens per minute.
+    pub fn record(&self, settlement: Settlement, prompt_estimate: u64, tokens: u64) {
+        self.record_at(settlement, prompt_estimate, tokens, now_secs_f64());
+    }
+
+    fn record_at(&self, settlement: Settlement, prompt_estimate: u64, tokens: u64, now: f64) {
+        self.usage.reserve(prompt_estimate).settle(settlement);
+        if self.budget.window.is_some() {
+            self.budget
+                .cell(now)
+                .reserve(prompt_estimate)
+                .settle(settlement);
+        }
+        self.record_tokens_at(tokens, now);
+        if settlement.cost_nanos > 0 {
+            self.cost_metric.inc_by(usd(settlement.cost_nanos));
+        }
     }
 
     fn record_tokens_at(&self, tokens: u64, now: f64) {
@@ -231,17 +318,23 @@ impl Client {
     fn view_at(&self, now: f64) -> serde_json::Value {
         let (rpm_now, tpm_now) = self.state.rates(now);
         let t = self.usage.totals();
+        let window = self.budget.cell(now).totals();
         serde_json::json!({
             "name": &*self.name,
             "fingerprint": &*self.fingerprint,
             "groups": self.groups,
             "rpm": self.rpm,
             "tpm": self.tpm,
-            "budget_tokens": self.budget,
+            "budget_tokens": self.budget.tokens,
+            "budget_usd": self.budget.nanos.map(usd),
+            "budget_window": self.budget.window.map(|w| humantime::format_duration(w).to_string()),
+            "budget_spent_tokens": window.tokens,
+            "budget_spent_usd": usd(window.cost_nanos),
             "requests_last_minute": rpm_now.round(),
             "tokens_last_minute": tpm_now.round(),
             "tokens": t.tokens,
             "requests": t.requests,
+            "cost_usd": usd(t.cost_nanos),
         })
     }
 }
@@ -260,7 +353,12 @@ pub struct Clients {
 }
 
 impl Clients {
-    pub fn build(config: &Config, book: &ClientBook, ledger: &Ledger, metrics: &Metrics) -> Self {
+    pub fn build(
+        config: &Config,
+        book: &ClientBook,
+        ledger: &Arc<Ledger>,
+        metrics: &Metrics,
+    ) -> Self {
         let clients = config
             .client_keys
             .iter()
@@ -302,7 +400,7 @@ impl Clients {
 fn build_client(
     c: &ClientKeyConfig,
     book: &ClientBook,
-    ledger: &Ledger,
+    ledger: &Arc<Ledger>,
     metrics: &Metrics,
 ) -> Client {
     let fingerprint: Arc<str> = c.key.fingerprint().into();
@@ -316,21 +414,31 @@ fn build_client(
     let labels = crate::metrics::ClientLabels {
         client: c.name.clone(),
     };
+    let usage = ledger.cell(UsageKey {
+        provider: "client".into(),
+        key_fingerprint: fingerprint.clone(),
+        model: "*".into(),
+    });
     Client {
         name: c.name.as_str().into(),
         key_hash: Sha256::digest(c.key.expose().as_bytes()).into(),
         groups: c.groups.clone(),
         rpm: c.rpm,
         tpm: c.tpm,
-        budget: c.budget_tokens,
+        budget: Budget {
+            tokens: c.budget_tokens,
+            nanos: c.budget_usd.map(|d| (d * NANOS_PER_USD).round() as u64),
+            window: c.budget_window,
+            // Window 0 is 1970's: the first request finds its own.
+            current: ArcSwap::from_pointee((0, usage.clone())),
+            ledger: ledger.clone(),
+            fingerprint: fingerprint.clone(),
+        },
         state,
-        usage: ledger.cell(UsageKey {
-            provider: "client".into(),
-            key_fingerprint: fingerprint.clone(),
-            model: "*".into(),
-        }),
+        usage,
         requests_metric: metrics.client_requests.get_or_create(&labels).clone(),
         tokens_metric: metrics.client_tokens.get_or_create(&labels).clone(),
+        cost_metric: metrics.client_cost.get_or_create(&labels).clone(),
         fingerprint,
     }
 }
@@ -362,7 +470,12 @@ mod tests {
         let config = Config::parse(KEYS, Format::Yaml).unwrap();
         assert!(config.validate().is_empty());
         let metrics = Metrics::new();
-        let clients = Clients::build(&config, &ClientBook::default(), &Ledger::new(), &metrics);
+        let clients = Clients::build(
+            &config,
+            &ClientBook::default(),
+            &Arc::new(Ledger::new()),
+            &metrics,
+        );
         (clients, metrics)
     }
 
@@ -582,10 +695,90 @@ mod tests {
             (low.floor()..=high.ceil()).contains(&reset) || low > high,
             "{reset} not in {low}..{high}"
         );
-        a.record_tokens(25);
+        a.record(spent(25, 0), 0, 25);
         let v = a.view();
         assert_eq!(v["name"], "team-a");
         assert_eq!(v["requests_last_minute"], 1.0);
         assert_eq!(v["tokens_last_minute"], 25.0);
+    }
+
+    fn spent(tokens: u64, cost_nanos: u64) -> Settlement {
+        Settlement {
+            usage: Some(TokenUsage {
+                prompt_tokens: tokens,
+                completion_tokens: 0,
+                total_tokens: tokens,
+                cached_prompt_tokens: 0,
+            }),
+            cost_nanos,
+            ..Default::default()
+        }
+    }
+
+    fn with_budget(extra: &str) -> Arc<Client> {
+        let yaml = format!(
+            "api_key: master-key\nclient_keys:\n  - {{name: team, key: key-t, {extra}}}\ngroups:\n  - name: g\n    models: [{{provider: p, name: m}}]\nproviders:\n  - {{name: p, base_url: \"http://a\", api_keys: [ka]}}\n"
+        );
+        let config = Config::parse(&yaml, Format::Yaml).unwrap();
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        let clients = Clients::build(
+            &config,
+            &ClientBook::default(),
+            &Arc::new(Ledger::new()),
+            &Metrics::new(),
+        );
+        clients
+            .identify(b"key-t")
+            .unwrap()
+            .client()
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn a_dollar_budget_is_spent_for_all_time_without_a_window() {
+        let c = with_budget("budget_usd: 0.5");
+        c.record_at(spent(10, 300_000_000), 0, 10, T0);
+        assert!(c.admit_at(0, T0).is_ok());
+        c.record_at(spent(10, 200_000_000), 0, 10, T0 + 1.0);
+        let refused = c.admit_at(0, T0 + 86_400.0 * 365.0).unwrap_err();
+        assert!(refused.quota_exhausted);
+        assert_eq!(refused.retry_after_secs, None);
+        assert!(refused.message.contains("$0.50"), "{}", refused.message);
+        assert_eq!(c.usage.totals().cost_nanos, 500_000_000);
+        let v = c.view_at(T0);
+        assert_eq!(v["budget_usd"], 0.5);
+        assert_eq!(v["cost_usd"], 0.5);
+        assert_eq!(v["budget_spent_usd"], 0.5);
+    }
+
+    #[test]
+    fn a_renewing_budget_starts_again_each_window() {
+        let c = with_budget("budget_usd: 1, budget_tokens: 1000, budget_window: 1d");
+        let day = 86_400.0;
+        let noon = (T0 / day).floor() * day + day / 2.0;
+        c.record_at(spent(10, 1_000_000_000), 0, 10, noon);
+        let refused = c.admit_at(0, noon + 60.0).unwrap_err();
+        assert!(refused.quota_exhausted);
+        assert!(
+            refused.message.contains("1day window"),
+            "{}",
+            refused.message
+        );
+        // Back at midnight UTC: Retry-After says when.
+        assert_eq!(refused.retry_after_secs, Some((day / 2.0 - 60.0) as u64));
+        assert!(c.admit_at(0, noon + day / 2.0).is_ok());
+        // Tokens count per window too.
+        c.record_at(spent(1_000, 0), 0, 1_000, noon + day);
+        assert!(
+            c.admit_at(0, noon + day + 1.0)
+                .unwrap_err()
+                .message
+                .contains("1000 tokens")
+        );
+        // All time, the key spent both days' worth.
+        assert_eq!(c.usage.totals().cost_nanos, 1_000_000_000);
+        assert_eq!(c.usage.totals().tokens, 1_010);
+        assert_eq!(c.view_at(noon + day)["budget_spent_tokens"], 1_000);
     }
 }

@@ -206,6 +206,9 @@ fn check(cli: &Cli) -> ExitCode {
                 config.groups.len(),
                 config.providers.len()
             );
+            for warning in config.warnings() {
+                println!("  warning: {warning}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -24,6 +24,9 @@ pub struct UsageRow {
     pub totals: Totals,
     /// Usage selection balances on: in-window tokens plus reservations.
     pub routing_usage: u64,
+    /// Dollars spent (`totals.cost_nanos` as dollars); `null` for a model
+    /// without a price.
+    pub cost_usd: Option<f64>,
     pub health: HealthState,
 }
 
@@ -64,6 +67,9 @@ pub fn report(app: &AppState) -> UsageReport {
             model: c.model.clone(),
             totals: c.usage.totals(),
             routing_usage: c.usage.load(),
+            cost_usd: c
+                .price
+                .map(|_| crate::usage::cost::usd(c.usage.totals().cost_nanos)),
             health: c.health.state(now),
         })
         .collect();

@@ -11,6 +11,7 @@
 
 mod env;
 pub mod overlay;
+pub mod prices;
 mod secret;
 mod size;
 pub mod source;
@@ -85,6 +86,16 @@ pub struct Config {
     /// `127.0.0.1:9091`) instead of the public listener.
     #[serde(default, deserialize_with = "env::expanded_opt_string")]
     pub admin_listen: Option<String>,
+    /// LiteLLM's model price table (`model_prices_and_context_window.json`);
+    /// a relative path is read beside the config file.
+    #[serde(default, deserialize_with = "env::expanded_opt_string")]
+    pub prices_file: Option<String>,
+    /// The response cache; groups opt in with `groups[].cache`.
+    #[serde(default)]
+    pub cache: Option<CacheConfig>,
+    /// What `prices_file` holds, once read (see [`Config::read_prices_file`]).
+    #[serde(skip)]
+    pub price_table: std::sync::Arc<prices::PriceTable>,
 }
 
 impl Config {
@@ -124,6 +135,65 @@ pub struct GroupConfig {
     /// `responses`); all of them when omitted.
     #[serde(default)]
     pub endpoints: Option<Vec<String>>,
+    /// Cache this group's answers: `true`, or `{ttl: 10m}`.
+    #[serde(default)]
+    pub cache: Option<GroupCache>,
+}
+
+/// A group's use of the response cache.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum GroupCache {
+    On(bool),
+    With(GroupCacheOptions),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupCacheOptions {
+    /// How long this group's entries live (the cache's `ttl` otherwise).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub ttl: Option<Duration>,
+}
+
+impl GroupCache {
+    /// `None` when off; else the group's own TTL, if it sets one.
+    pub fn enabled(&self) -> Option<Option<Duration>> {
+        match self {
+            Self::On(false) => None,
+            Self::On(true) => Some(None),
+            Self::With(o) => Some(o.ttl),
+        }
+    }
+}
+
+/// Where cached answers live, and how many.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// `memory`, or `redis://…`; by default the usage store's Redis if it
+    /// is one, else memory.
+    #[serde(deserialize_with = "env::expanded_opt_string")]
+    pub store: Option<String>,
+    /// Most bytes the memory store holds; one entry at most 1/64 of it.
+    #[serde(deserialize_with = "size::size")]
+    pub max_bytes: u64,
+    /// How long an entry lives, unless its group says otherwise.
+    #[serde(deserialize_with = "duration")]
+    pub ttl: Duration,
+    /// Clients share entries (by default each client key has its own).
+    pub shared: bool,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            store: None,
+            max_bytes: 256 << 20,
+            ttl: Duration::from_secs(3600),
+            shared: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -203,6 +273,10 @@ pub struct ProviderConfig {
     /// Top-level request parameters to remove before sending.
     #[serde(default)]
     pub drop_params: Vec<String>,
+    /// Prices by this provider's model name, in USD per million tokens;
+    /// they win over `prices_file`.
+    #[serde(default)]
+    pub prices: std::collections::BTreeMap<String, prices::PriceConfig>,
 }
 
 /// One client's key, scope and limits.
@@ -224,6 +298,13 @@ pub struct ClientKeyConfig {
     /// Total tokens this key may ever use (persisted with usage).
     #[serde(default)]
     pub budget_tokens: Option<u64>,
+    /// Dollars this key may spend (persisted with usage).
+    #[serde(default)]
+    pub budget_usd: Option<f64>,
+    /// Budgets renew each window (`1d`, `30d`, …, aligned to the Unix
+    /// epoch, so `1d` renews at midnight UTC); for all time without one.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub budget_window: Option<Duration>,
 }
 
 /// A string value with `${ENV}` expanded (for maps of strings).
@@ -391,6 +472,15 @@ fn default_origins() -> Vec<String> {
     vec!["*".into()]
 }
 
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let Some(text) = env::expanded_opt_string(d)? else {
+        return Ok(None);
+    };
+    humantime::parse_duration(&text)
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
+}
+
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = env::expanded_string(d)?;
     humantime::parse_duration(&text)
@@ -504,6 +594,65 @@ impl Config {
     /// Every problem with this config; empty when it is valid.
     pub fn validate(&self) -> Vec<Problem> {
         validate::validate(self)
+    }
+
+    /// What is valid but likely a mistake: for `llm-router check` to show.
+    pub fn warnings(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if self.has_prices() {
+            for (g, group) in self.groups.iter().enumerate() {
+                for (m, entry) in group.models.iter().enumerate() {
+                    let priced = self
+                        .providers
+                        .iter()
+                        .find(|p| p.name == entry.provider)
+                        .is_none_or(|p| self.price(p, &entry.name).is_some());
+                    if !priced {
+                        out.push(Problem::new(
+                            format!("groups[{g}].models[{m}]"),
+                            format!(
+                                "no price for model {:?} on provider {:?}: its requests will have no cost",
+                                entry.name, entry.provider
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Reads `prices_file` (relative to `dir`) into [`Config::price_table`].
+    pub fn read_prices_file(&mut self, dir: &Path) -> Result<(), Problem> {
+        let Some(file) = &self.prices_file else {
+            return Ok(());
+        };
+        let table = prices::read_prices_file(&dir.join(file))
+            .map_err(|e| Problem::new("prices_file", e))?;
+        self.price_table = std::sync::Arc::new(table);
+        Ok(())
+    }
+
+    /// A model's price on a provider (see [`prices::lookup`]).
+    pub fn price(
+        &self,
+        provider: &ProviderConfig,
+        model: &str,
+    ) -> Option<crate::usage::cost::Price> {
+        let explicit = provider.prices.get(model).map(|p| (*p).into());
+        prices::lookup(
+            explicit,
+            &self.price_table,
+            provider.kind.name(),
+            &provider.name,
+            model,
+        )
+    }
+
+    /// Whether any price is configured (then models without one are worth a
+    /// warning).
+    pub fn has_prices(&self) -> bool {
+        !self.price_table.is_empty() || self.providers.iter().any(|p| !p.prices.is_empty())
     }
 }
 

@@ -5,7 +5,7 @@
 //! overlay, validates, and yields the config as edited (for the dashboard)
 //! and as routed (disabled entries left out).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -38,10 +38,18 @@ impl ConfigSource {
     }
 
     fn read_base(&self) -> Result<Config, ConfigError> {
-        match self {
-            Self::File(p) => Config::read(p),
-            Self::Fixed(c) => Ok((**c).clone()),
-        }
+        let mut config = match self {
+            Self::File(p) => Config::read(p)?,
+            Self::Fixed(c) => (**c).clone(),
+        };
+        let dir = match self {
+            Self::File(p) => p.parent().map(Path::to_path_buf).unwrap_or_default(),
+            Self::Fixed(_) => PathBuf::from("."),
+        };
+        config
+            .read_prices_file(&dir)
+            .map_err(|p| self.fail(vec![p]))?;
+        Ok(config)
     }
 
     fn fail(&self, problems: Vec<Problem>) -> ConfigError {

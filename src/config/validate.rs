@@ -87,6 +87,25 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
                 );
             }
         }
+        if let Some(usd) = c.budget_usd
+            && !(usd.is_finite() && usd > 0.0)
+        {
+            push(
+                format!("{at}.budget_usd"),
+                "must be a positive number of dollars".into(),
+            );
+        }
+        if c.budget_window
+            .is_some_and(|w| w < std::time::Duration::from_secs(60))
+        {
+            push(format!("{at}.budget_window"), "must be at least 1m".into());
+        }
+        if c.budget_window.is_some() && c.budget_usd.is_none() && c.budget_tokens.is_none() {
+            push(
+                format!("{at}.budget_window"),
+                "renews a budget: set budget_usd or budget_tokens too".into(),
+            );
+        }
         for (field, value) in [("rpm", c.rpm), ("tpm", c.tpm)] {
             if value == Some(0) {
                 push(
@@ -239,6 +258,15 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
                 );
             }
         }
+        for (model, price) in &provider.prices {
+            let ok = |v: f64| v.is_finite() && v >= 0.0;
+            if !ok(price.input) || !ok(price.output) || price.cached_input.is_some_and(|v| !ok(v)) {
+                push(
+                    format!("{at}.prices.{model}"),
+                    "prices are USD per million tokens: numbers of 0 or more".into(),
+                );
+            }
+        }
         for (k, key) in provider.api_keys.iter().enumerate() {
             if key.is_empty() {
                 push(format!("{at}.api_keys[{k}]"), "must not be empty".into());
@@ -314,6 +342,34 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
 
     if let Err(why) = config.store_url() {
         push("store".into(), why);
+    }
+    if let Some(cache) = &config.cache {
+        if let Some(store) = &cache.store
+            && store != "memory"
+            && !store.starts_with("redis://")
+            && !store.starts_with("rediss://")
+        {
+            push(
+                "cache.store".into(),
+                "must be \"memory\" or \"redis://HOST:PORT/DB\"".into(),
+            );
+        }
+        if cache.max_bytes < 64 * 1024 {
+            push("cache.max_bytes".into(), "must be at least 64KiB".into());
+        }
+        if cache.ttl.is_zero() {
+            push("cache.ttl".into(), "must be greater than 0".into());
+        }
+    }
+    for (g, group) in config.groups.iter().enumerate() {
+        if let Some(Some(ttl)) = group.cache.as_ref().and_then(|c| c.enabled())
+            && ttl.is_zero()
+        {
+            push(
+                format!("groups[{g}].cache.ttl"),
+                "must be greater than 0".into(),
+            );
+        }
     }
     if let Err(why) = config.usage_window() {
         push("usage_window".into(), why);

@@ -197,6 +197,7 @@ where
         provider: chosen.provider.api(),
     };
     let model = chosen.model.clone();
+    let chosen_price = chosen.price;
     let exchange = Exchange::new(
         info,
         Routed {
@@ -223,6 +224,7 @@ where
         headers: out_headers,
         exchange,
         in_flight,
+        price: chosen_price,
     };
     if is_event_stream(response.headers()) {
         let options = RelayOptions {
@@ -476,6 +478,8 @@ struct Answer {
     headers: HeaderMap,
     exchange: Exchange,
     in_flight: InFlight,
+    /// The candidate's prices, for the cost header of whole answers.
+    price: Option<crate::usage::cost::Price>,
 }
 
 /// Step 4 for `text/event-stream` answers: the client's response, whose
@@ -493,6 +497,7 @@ fn relay_stream(
         mut headers,
         exchange,
         in_flight,
+        ..
     } = answer;
     if let Some(encoding) = options.encoding {
         headers.insert(header::CONTENT_ENCODING, encoding.header_value());
@@ -540,6 +545,7 @@ async fn relay_json(
         mut headers,
         exchange,
         in_flight,
+        price,
     } = answer;
     let declared = content_length(response.headers());
     let mut upstream = BodyDataStream::new(response.into_body());

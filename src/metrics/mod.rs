@@ -143,6 +143,15 @@ pub struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderModelLabels {
+    pub provider: String,
+    pub model: String,
+}
+
+/// A counter of dollars (a float, added to without a lock).
+pub type UsdCounter = Counter<f64, AtomicU64>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GroupLabels {
     pub group: String,
 }
@@ -191,6 +200,8 @@ pub struct Metrics {
     pub client_requests: Family<ClientLabels, Counter>,
     pub client_tokens: Family<ClientLabels, Counter>,
     pub client_limited: Family<ClientLabels, Counter>,
+    pub cost: Family<ProviderModelLabels, UsdCounter>,
+    pub client_cost: Family<ClientLabels, UsdCounter>,
     /// The last requests, for the dashboard (not exported).
     pub recent: recent::Recent,
 }
@@ -226,6 +237,8 @@ impl Metrics {
             client_requests: Family::default(),
             client_tokens: Family::default(),
             client_limited: Family::default(),
+            cost: Family::default(),
+            client_cost: Family::default(),
             recent: Default::default(),
             registry: Registry::default(),
         };
@@ -335,6 +348,16 @@ impl Metrics {
             "Requests refused by a client's limits",
             m.client_limited.clone(),
         );
+        r.register(
+            "cost_usd",
+            "Money spent, in US dollars, by provider and model (models with a price only)",
+            m.cost.clone(),
+        );
+        r.register(
+            "client_cost_usd",
+            "Money spent, in US dollars, by client key name",
+            m.client_cost.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -381,6 +404,13 @@ impl Metrics {
             prompt_tokens: tokens("prompt"),
             completion_tokens: tokens("completion"),
             estimated: self.estimated.get_or_create(&labels).clone(),
+            cost: self
+                .cost
+                .get_or_create(&ProviderModelLabels {
+                    provider: provider.into(),
+                    model: model.into(),
+                })
+                .clone(),
             duration: self.duration.get_or_create(&labels).clone(),
             first_token: self.first_token.get_or_create(&labels).clone(),
             upstream_latency: self.upstream_latency.get_or_create(&labels).clone(),
@@ -401,6 +431,8 @@ pub struct CandidateMetrics {
     pub prompt_tokens: Counter,
     pub completion_tokens: Counter,
     pub estimated: Counter,
+    /// Dollars spent on this provider and model.
+    pub cost: UsdCounter,
     pub duration: LatencyHistogram,
     pub first_token: LatencyHistogram,
     pub upstream_latency: LatencyHistogram,

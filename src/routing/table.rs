@@ -8,9 +8,11 @@ use http::HeaderValue;
 
 use super::health::{Health, Now};
 use super::select::{self, View};
+use crate::config::prices::PriceTable;
 use crate::config::{Config, ProviderType};
 use crate::metrics::{CandidateMetrics, GroupLabels, Metrics};
 use crate::payload::{Api, Endpoint};
+use crate::usage::cost::Price;
 use crate::usage::{Ledger, UsageCell, UsageKey};
 
 /// Upstream URIs by endpoint (see [`Endpoint::ALL`]); `None` where the
@@ -34,6 +36,8 @@ pub struct Provider {
     pub default_max_tokens: u64,
     /// Anthropic: `anthropic-version` when the client sent none.
     pub anthropic_version: HeaderValue,
+    /// Prices typed into the config for this provider's models.
+    prices: std::collections::BTreeMap<String, Price>,
     pub keys: Vec<Arc<ProviderKey>>,
     /// Provider-wide health, set by active health checks.
     pub health: Arc<Health>,
@@ -72,6 +76,13 @@ impl Provider {
             ProviderType::Anthropic => Api::Anthropic,
             ProviderType::Openai | ProviderType::Azure => Api::OpenAi,
         }
+    }
+
+    /// The price of `model` here: the provider's own, else the prices file
+    /// under the model's name, `{type}/{model}` or `{provider}/{model}`.
+    fn price(&self, model: &str, table: &PriceTable) -> Option<Price> {
+        let explicit = self.prices.get(model).copied();
+        crate::config::prices::lookup(explicit, table, self.kind.name(), &self.name, model)
     }
 
     /// Each endpoint's URI for `model` on this provider.
@@ -157,6 +168,8 @@ pub struct Candidate {
     /// `model` as a JSON string literal, ready to splice into a body.
     pub model_json: Bytes,
     pub weight: u64,
+    /// What its tokens cost; `None` when no price is configured.
+    pub price: Option<Price>,
     pub usage: Arc<UsageCell>,
     /// Health of this key on this model (rate limits, errors).
     pub health: Arc<Health>,
@@ -298,6 +311,7 @@ struct Cells {
     ledger: Arc<Ledger>,
     health: Arc<HealthBook>,
     metrics: Arc<Metrics>,
+    prices: Arc<PriceTable>,
 }
 
 impl std::fmt::Debug for Routes {
@@ -351,6 +365,11 @@ impl Routes {
                     kind: p.kind,
                     api_version: p.api_version.clone(),
                     default_max_tokens: p.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+                    prices: p
+                        .prices
+                        .iter()
+                        .map(|(m, price)| (m.clone(), (*price).into()))
+                        .collect(),
                     anthropic_version: p
                         .anthropic_version
                         .as_deref()
@@ -379,6 +398,7 @@ impl Routes {
             ledger: ledger.clone(),
             health: health.clone(),
             metrics: metrics.clone(),
+            prices: config.price_table.clone(),
         };
         let mut groups = HashMap::new();
         let mut group_order = Vec::new();
@@ -489,6 +509,7 @@ impl Cells {
                 provider: provider.clone(),
                 key: key.clone(),
                 uris: provider.uris_for(&model),
+                price: provider.price(&model, &self.prices),
                 model: model.clone(),
                 model_json: model_json.clone(),
                 weight,

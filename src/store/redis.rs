@@ -18,13 +18,14 @@ use crate::usage::{Totals, UsageKey};
 
 const PREFIX: &str = "llm-router";
 const TIMEOUT: Duration = Duration::from_millis(250);
-const FIELDS: [&str; 6] = [
+const FIELDS: [&str; 7] = [
     "tokens",
     "prompt_tokens",
     "completion_tokens",
     "requests",
     "errors",
     "estimated",
+    "cost_nanos",
 ];
 
 pub struct RedisStore {
@@ -37,7 +38,7 @@ pub struct RedisStore {
     backoff: Duration,
 }
 
-fn fields(t: &Totals) -> [u64; 6] {
+fn fields(t: &Totals) -> [u64; 7] {
     [
         t.tokens,
         t.prompt_tokens,
@@ -45,10 +46,11 @@ fn fields(t: &Totals) -> [u64; 6] {
         t.requests,
         t.errors,
         t.estimated,
+        t.cost_nanos,
     ]
 }
 
-fn from_fields(v: [u64; 6]) -> Totals {
+fn from_fields(v: [u64; 7]) -> Totals {
     Totals {
         tokens: v[0],
         reserved: 0,
@@ -57,6 +59,7 @@ fn from_fields(v: [u64; 6]) -> Totals {
         requests: v[3],
         errors: v[4],
         estimated: v[5],
+        cost_nanos: v[6],
     }
 }
 
@@ -156,7 +159,7 @@ impl UsageStore for RedisStore {
         let mut pending = Vec::new();
         // What each key's increments in this round add, so that a Redis that
         // lost our earlier data is known to hold exactly this much from us.
-        let mut this_round: HashMap<&UsageKey, [u64; 6]> = HashMap::new();
+        let mut this_round: HashMap<&UsageKey, [u64; 7]> = HashMap::new();
         for (k, t) in local {
             let before = self.sent.get(k).copied().unwrap_or_default();
             let delta: Vec<(usize, i64)> = fields(t)
@@ -172,7 +175,7 @@ impl UsageStore for RedisStore {
             }
             if !delta.is_empty() {
                 pending.push((k.clone(), *t));
-                let mut added = [0u64; 6];
+                let mut added = [0u64; 7];
                 for (i, d) in &delta {
                     added[*i] = (*d).max(0) as u64;
                 }
@@ -186,7 +189,7 @@ impl UsageStore for RedisStore {
         }
         let mut shared = Vec::with_capacity(local.len());
         for ((k, _), values) in local.iter().zip(totals) {
-            let mut all = [0u64; 6];
+            let mut all = [0u64; 7];
             for (slot, v) in all.iter_mut().zip(values) {
                 *slot = v.unwrap_or(0);
             }
@@ -200,7 +203,7 @@ impl UsageStore for RedisStore {
                 shared.push((k.clone(), Totals::default()));
                 continue;
             }
-            let mut theirs = [0u64; 6];
+            let mut theirs = [0u64; 7];
             for i in 0..6 {
                 theirs[i] = all[i].saturating_sub(mine[i]);
             }

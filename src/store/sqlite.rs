@@ -16,7 +16,8 @@ use super::UsageStore;
 use crate::usage::{Totals, UsageKey};
 
 /// Each entry takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &["CREATE TABLE usage (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE usage (
         provider TEXT NOT NULL,
         key_fingerprint TEXT NOT NULL,
         model TEXT NOT NULL,
@@ -28,7 +29,10 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE usage (
         estimated INTEGER NOT NULL DEFAULT 0,
         updated_at INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (provider, key_fingerprint, model)
-    ) WITHOUT ROWID;"];
+    ) WITHOUT ROWID;",
+    // Money: what each (provider, key, model) and each client spent.
+    "ALTER TABLE usage ADD COLUMN cost_nanos INTEGER NOT NULL DEFAULT 0;",
+];
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -77,13 +81,13 @@ impl SqliteStore {
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO usage (provider, key_fingerprint, model, tokens, prompt_tokens,
-                    completion_tokens, requests, errors, estimated, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                    completion_tokens, requests, errors, estimated, updated_at, cost_nanos)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT (provider, key_fingerprint, model) DO UPDATE SET
                     tokens = excluded.tokens, prompt_tokens = excluded.prompt_tokens,
                     completion_tokens = excluded.completion_tokens, requests = excluded.requests,
                     errors = excluded.errors, estimated = excluded.estimated,
-                    updated_at = excluded.updated_at",
+                    updated_at = excluded.updated_at, cost_nanos = excluded.cost_nanos",
             )?;
             for (k, t) in rows {
                 stmt.execute(params![
@@ -97,6 +101,7 @@ impl SqliteStore {
                     t.errors as i64,
                     t.estimated as i64,
                     now,
+                    t.cost_nanos as i64,
                 ])?;
             }
         }
@@ -135,7 +140,7 @@ impl UsageStore for SqliteStore {
         let conn = self.connection()?;
         let mut stmt = conn.prepare(
             "SELECT provider, key_fingerprint, model, tokens, prompt_tokens, completion_tokens,
-                    requests, errors, estimated FROM usage",
+                    requests, errors, estimated, cost_nanos FROM usage",
         )?;
         let rows = stmt
             .query_map([], |r| {
@@ -154,6 +159,7 @@ impl UsageStore for SqliteStore {
                         requests: n(6)?,
                         errors: n(7)?,
                         estimated: n(8)?,
+                        cost_nanos: n(9)?,
                     },
                 ))
             })?
@@ -219,6 +225,7 @@ mod tests {
         let t = Totals {
             tokens: 42,
             requests: 3,
+            cost_nanos: 1_250_000,
             ..Default::default()
         };
         {
@@ -232,6 +239,31 @@ mod tests {
         assert_eq!(rows, vec![(key("a"), t), (key("b"), t)]);
         s.reset(&[key("a")]).unwrap();
         assert_eq!(s.load().unwrap(), vec![(key("b"), t)]);
+    }
+
+    #[test]
+    fn a_first_version_database_gains_costs_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(&format!("{} PRAGMA user_version = 1;", MIGRATIONS[0]))
+                .unwrap();
+            conn.execute(
+                "INSERT INTO usage (provider, key_fingerprint, model, tokens, requests) VALUES ('p', 'abc', 'old', 7, 1)",
+                [],
+            )
+            .unwrap();
+        }
+        let mut s = SqliteStore::open(&path).unwrap();
+        let rows = s.load().unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].1.tokens, rows[0].1.cost_nanos), (7, 0));
+        let version: usize = Connection::open(&path)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len());
     }
 
     #[test]

@@ -23,7 +23,7 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-/// Six counters, as atomics.
+/// Seven counters, as atomics.
 #[derive(Debug, Default)]
 struct Counters {
     tokens: AtomicU64,
@@ -32,6 +32,8 @@ struct Counters {
     requests: AtomicU64,
     errors: AtomicU64,
     estimated: AtomicU64,
+    /// Money spent, in billionths of a US dollar.
+    cost_nanos: AtomicU64,
 }
 
 impl Counters {
@@ -44,6 +46,7 @@ impl Counters {
             requests: self.requests.load(Relaxed),
             errors: self.errors.load(Relaxed),
             estimated: self.estimated.load(Relaxed),
+            cost_nanos: self.cost_nanos.load(Relaxed),
         }
     }
 
@@ -54,6 +57,7 @@ impl Counters {
         self.requests.store(t.requests, Relaxed);
         self.errors.store(t.errors, Relaxed);
         self.estimated.store(t.estimated, Relaxed);
+        self.cost_nanos.store(t.cost_nanos, Relaxed);
     }
 
     fn add(&self, t: &Totals) {
@@ -64,6 +68,7 @@ impl Counters {
         self.requests.fetch_add(t.requests, Relaxed);
         self.errors.fetch_add(t.errors, Relaxed);
         self.estimated.fetch_add(t.estimated, Relaxed);
+        self.cost_nanos.fetch_add(t.cost_nanos, Relaxed);
     }
 }
 
@@ -99,6 +104,8 @@ pub struct Totals {
     pub requests: u64,
     pub errors: u64,
     pub estimated: u64,
+    /// Money spent, in billionths of a US dollar (0 where no price is set).
+    pub cost_nanos: u64,
 }
 
 /// Tokens added to a (key, model) pair's usage to steer traffic away from
@@ -122,6 +129,8 @@ pub struct Settlement {
     pub streamed_tokens: u64,
     pub failed: bool,
     pub penalties: Penalties,
+    /// What the request cost, in billionths of a US dollar.
+    pub cost_nanos: u64,
 }
 
 impl Settlement {
@@ -133,6 +142,7 @@ impl Settlement {
             streamed_tokens: 0,
             failed: true,
             penalties,
+            cost_nanos: 0,
         }
     }
 }
@@ -173,6 +183,7 @@ impl UsageCell {
         t.requests += s.requests;
         t.errors += s.errors;
         t.estimated += s.estimated;
+        t.cost_nanos += s.cost_nanos;
         t.reserved = self.reserved.load(Relaxed);
         t
     }
@@ -235,6 +246,7 @@ impl UsageCell {
             requests: 1,
             errors: u64::from(s.failed),
             estimated: u64::from(estimated),
+            cost_nanos: s.cost_nanos,
         });
         if !s.failed && usage.completion_tokens > 0 {
             // EWMA with alpha 1/8: cheap, and good enough for an estimate.
@@ -490,6 +502,7 @@ mod tests {
             requests: 3,
             errors: 2,
             estimated: 1,
+            cost_nanos: 0,
         };
         cell.set_shared(&theirs);
         let held = cell.reserve(4);
@@ -504,6 +517,7 @@ mod tests {
                 requests: 4,
                 errors: 2,
                 estimated: 1,
+                cost_nanos: 0,
             }
         );
         let mine = cell.local_totals();
@@ -547,6 +561,7 @@ mod tests {
             completion_tokens: 10,
             estimated: 2,
             reserved: 0,
+            cost_nanos: 0,
         });
         let t = cell.local_totals();
         assert_eq!(

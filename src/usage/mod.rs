@@ -12,6 +12,7 @@
 //! the response ends, or on drop with its estimate if nothing better is known.
 
 mod cell;
+pub mod cost;
 pub mod estimate;
 
 use std::collections::HashMap;
@@ -32,6 +33,13 @@ pub struct UsageKey {
 #[derive(Default)]
 pub struct Ledger {
     cells: Mutex<HashMap<UsageKey, Arc<UsageCell>>>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cells = self.cells.lock().map_or(0, |c| c.len());
+        f.debug_struct("Ledger").field("cells", &cells).finish()
+    }
 }
 
 impl Ledger {
