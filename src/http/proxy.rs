@@ -40,6 +40,7 @@ use crate::relay::{self, Formats, RelayOptions, compress, sse};
 use crate::routing::Group;
 use crate::upstream::{self, Attempt, Bodies, FailoverError, Plan, Prepared, Upstream};
 use crate::usage::Penalties;
+use crate::usage::cost::usd;
 
 /// An error for the client, and the group it concerned if we got that far.
 struct Rejection(ApiError, Option<String>);
@@ -626,6 +627,12 @@ async fn relay_json(
     } else {
         bytes.clone()
     };
+    // The answer's cost, for clients that track their own spending.
+    if let (Some(price), Some(usage)) = (price, usage)
+        && let Ok(cost) = HeaderValue::from_str(&usd(price.cost_nanos(&usage)).to_string())
+    {
+        headers.insert("x-llm-router-cost-usd", cost);
+    }
     exchange.finish(End {
         captured: if usage.is_none() {
             vec![bytes]
