@@ -97,7 +97,7 @@ fn bench(c: &mut Criterion) {
                 futures_util::stream::iter(chunks.clone().into_iter().map(Ok::<_, Infallible>));
             let gauges = (metrics.in_flight(), metrics.in_flight());
             let out: usize = rt.block_on(
-                relay(upstream, exchange, options, gauges)
+                relay(upstream, exchange, options, gauges, None)
                     .map(|b| b.unwrap().len())
                     .fold(0, |a, n| async move { a + n }),
             );

@@ -7,7 +7,7 @@
 //! 0. [`payload`], [`usage`], [`metrics`], [`telemetry`], [`mock`]
 //! 1. [`config`], [`wire`]
 //! 2. [`routing`], [`clients`]
-//! 3. [`store`], [`upstream`], [`accounting`]
+//! 3. [`store`], [`cache`], [`upstream`], [`accounting`]
 //! 4. [`relay`]
 //! 5. [`app`]
 //! 6. [`reload`], [`tasks`]
@@ -18,6 +18,7 @@
 pub mod accounting;
 pub mod admin;
 pub mod app;
+pub mod cache;
 pub mod clients;
 pub mod config;
 pub mod http;

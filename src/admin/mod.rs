@@ -5,6 +5,7 @@
 //! shown only by alias and fingerprint.
 
 pub mod auth;
+mod cache;
 pub mod usage;
 
 use axum::Router;
@@ -17,5 +18,6 @@ pub fn router(app: AppState) -> Router<AppState> {
     Router::new()
         .route("/admin/usage", get(usage::show))
         .route("/admin/usage/reset", post(usage::reset))
+        .route("/admin/cache/purge", post(cache::purge))
         .route_layer(from_fn_with_state(app, auth::require_admin))
 }

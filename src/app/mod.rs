@@ -14,9 +14,10 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::Cache;
 use crate::clients::{ClientBook, Clients};
 use crate::config::StoreUrl;
-use crate::config::{Config, ConfigSource, ConfigState, Effective, ReloadError};
+use crate::config::{CacheConfig, Config, ConfigSource, ConfigState, Effective, ReloadError};
 use crate::metrics::Metrics;
 use crate::routing::{HealthBook, Routes};
 use crate::store::{self, StoreStatus, Syncer, UsageWindow};
@@ -125,6 +126,11 @@ pub struct Shared {
     pub sessions: sessions::Sessions,
     pub client_book: ClientBook,
     pub series: Arc<crate::metrics::series::Series>,
+    /// The response cache, when the config has one or a group opts in
+    /// (where it lives takes effect at the next restart).
+    pub cache: Option<Arc<Cache>>,
+    /// Settings of `cache`, as loaded.
+    pub cache_config: CacheConfig,
     /// The write-behind thread; taken at shutdown for the final flush.
     syncer: std::sync::Mutex<Option<Syncer>>,
 }
@@ -173,6 +179,12 @@ impl AppState {
         );
         let metrics = Arc::new(Metrics::new());
         let client_book = ClientBook::default();
+        let cache_config = config.cache.clone().unwrap_or_default();
+        let wanted = config.cache.is_some() || config.groups.iter().any(|g| g.cache.is_some());
+        let cache = match wanted {
+            true => Some(Arc::new(Cache::open(&cache_config, store_url)?)),
+            false => None,
+        };
         let runtime = Runtime::build(config, &ledger, &health, &metrics, &client_book);
         Ok(Self(Arc::new(Shared {
             runtime: Arc::new(ArcSwap::from_pointee(runtime)),
@@ -188,6 +200,8 @@ impl AppState {
             sessions: Default::default(),
             client_book,
             series: Default::default(),
+            cache,
+            cache_config,
             syncer: std::sync::Mutex::new(Some(syncer)),
         })))
     }

@@ -65,6 +65,9 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
             })
             .set(i64::from(!p.health.state(now).cooling_down));
     }
+    if let Some(bytes) = app.cache.as_ref().and_then(|c| c.bytes()) {
+        m.cache_bytes.set(bytes as i64);
+    }
     let store = app.store_status.report();
     m.store_healthy.set(i64::from(store.healthy));
     m.store_failures.set(store.failures);

@@ -2,6 +2,7 @@
 //! responses. Handlers live in [`proxy`] (the request path) and [`meta`].
 
 pub mod auth;
+mod cached;
 pub use auth::bearer;
 pub mod error;
 pub mod meta;

@@ -28,10 +28,12 @@ use http_body_util::{BodyDataStream, BodyExt};
 use hyper::body::Body as HttpBody;
 use tokio::time::Instant;
 
+use super::cached::{self, Lookup};
 use super::error::ApiError;
 use super::{AppState, auth, request_id};
 use crate::accounting::{Billing, End, Exchange, Outcome, RequestInfo, Routed, log_rejected};
 use crate::app::Runtime;
+use crate::cache::{Fill, Kind};
 use crate::clients::{Caller, Client, RateHeaders};
 use crate::metrics::{ClientLabels, InFlight};
 use crate::payload::{Api, Endpoint, Parsed};
@@ -164,6 +166,12 @@ where
     if endpoint == Endpoint::CountTokens && !speaks(&route.group, Api::Anthropic) {
         return Ok(count_locally(app, &info, &route.group, &body));
     }
+    let request = (endpoint, &parsed, &body[..], &headers);
+    let cache = match cached::lookup(app, &route.group, request, caller, &info).await {
+        Lookup::Hit(response) => return Ok(response),
+        Lookup::Miss { fill, label } => Some((fill, label)),
+        Lookup::Off => None,
+    };
     let bodies = prepare(endpoint, &body, &parsed, &route.group)?;
     let deadline = Instant::now() + runtime.config.timeouts.total;
     let penalties = Penalties {
@@ -220,12 +228,22 @@ where
     if let Some(h) = &route.rate_headers {
         h.apply(&mut out_headers);
     }
+    let fill = match cache {
+        Some((fill, label)) => {
+            out_headers.insert(cached::HEADER, HeaderValue::from_static(label));
+            // Only complete 200 answers are kept.
+            fill.filter(|_| status == StatusCode::OK)
+                .map(|f| f.priced(chosen_price))
+        }
+        None => None,
+    };
     let answer = Answer {
         status,
         headers: out_headers,
         exchange,
         in_flight,
         price: chosen_price,
+        fill,
     };
     if is_event_stream(response.headers()) {
         let options = RelayOptions {
@@ -481,6 +499,8 @@ struct Answer {
     in_flight: InFlight,
     /// The candidate's prices, for the cost header of whole answers.
     price: Option<crate::usage::cost::Price>,
+    /// Keeps the answer for the cache, when the group caches.
+    fill: Option<Fill>,
 }
 
 /// Step 4 for `text/event-stream` answers: the client's response, whose
@@ -498,6 +518,7 @@ fn relay_stream(
         mut headers,
         exchange,
         in_flight,
+        fill,
         ..
     } = answer;
     if let Some(encoding) = options.encoding {
@@ -511,6 +532,7 @@ fn relay_stream(
         exchange,
         options,
         (in_flight, streams),
+        fill,
     );
     let mut response = Response::new(Body::from_stream(events));
     *response.status_mut() = status;
@@ -547,6 +569,7 @@ async fn relay_json(
         exchange,
         in_flight,
         price,
+        fill,
     } = answer;
     let declared = content_length(response.headers());
     let mut upstream = BodyDataStream::new(response.into_body());
@@ -627,6 +650,16 @@ async fn relay_json(
     } else {
         bytes.clone()
     };
+    if let Some(mut fill) = fill
+        && !headers.contains_key(header::CONTENT_ENCODING)
+    {
+        fill.push(&body);
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json");
+        fill.finish(Kind::Json, content_type, usage);
+    }
     // The answer's cost, for clients that track their own spending.
     if let (Some(price), Some(usage)) = (price, usage)
         && let Ok(cost) = HeaderValue::from_str(&usd(price.cost_nanos(&usage)).to_string())

@@ -152,6 +152,12 @@ pub struct ProviderModelLabels {
 pub type UsdCounter = Counter<f64, AtomicU64>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    pub group: String,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GroupLabels {
     pub group: String,
 }
@@ -174,6 +180,17 @@ pub struct ClientLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: &'static str,
+}
+
+/// Cache results over all groups, as atomics (the families above are by
+/// group, and cannot be summed without a lock).
+#[derive(Debug, Default)]
+pub struct CacheTotals {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub bypasses: AtomicU64,
+    pub saved_tokens: AtomicU64,
+    pub saved_nanos: AtomicU64,
 }
 
 /// Every metric the router exports.
@@ -202,8 +219,14 @@ pub struct Metrics {
     pub client_limited: Family<ClientLabels, Counter>,
     pub cost: Family<ProviderModelLabels, UsdCounter>,
     pub client_cost: Family<ClientLabels, UsdCounter>,
+    pub cache_requests: Family<CacheLabels, Counter>,
+    pub cache_bytes: Gauge,
+    pub cache_saved_tokens: Family<GroupLabels, Counter>,
+    pub cache_saved_cost: Family<GroupLabels, UsdCounter>,
     /// The last requests, for the dashboard (not exported).
     pub recent: recent::Recent,
+    /// Cache results over all groups, for the dashboard.
+    pub cache_totals: CacheTotals,
 }
 
 impl Default for Metrics {
@@ -239,7 +262,12 @@ impl Metrics {
             client_limited: Family::default(),
             cost: Family::default(),
             client_cost: Family::default(),
+            cache_requests: Family::default(),
+            cache_bytes: Gauge::default(),
+            cache_saved_tokens: Family::default(),
+            cache_saved_cost: Family::default(),
             recent: Default::default(),
+            cache_totals: Default::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -357,6 +385,26 @@ impl Metrics {
             "client_cost_usd",
             "Money spent, in US dollars, by client key name",
             m.client_cost.clone(),
+        );
+        r.register(
+            "cache_requests",
+            "Requests to groups that cache, by group and result (hit, miss, bypass)",
+            m.cache_requests.clone(),
+        );
+        r.register(
+            "cache_bytes",
+            "Bytes the memory cache holds",
+            m.cache_bytes.clone(),
+        );
+        r.register(
+            "cache_saved_tokens",
+            "Tokens cache hits did not spend, by group",
+            m.cache_saved_tokens.clone(),
+        );
+        r.register(
+            "cache_saved_cost_usd",
+            "Dollars cache hits did not spend, by group",
+            m.cache_saved_cost.clone(),
         );
         Self { registry, ..m }
     }

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounting::{End, Exchange, Outcome};
+use crate::cache::{Fill, Kind};
 use crate::metrics::InFlight;
 use compress::{Encoding, EventEncoder};
 use events::Events;
@@ -76,6 +77,8 @@ struct Relay<S> {
     completed: bool,
     phase: Phase,
     exchange: Option<Exchange>,
+    /// Keeps the events for the cache, when the group caches.
+    fill: Option<Fill>,
     /// Held for the stream's life: the in-flight and open-stream gauges.
     _gauges: (InFlight, InFlight),
 }
@@ -86,6 +89,7 @@ pub fn relay<S, E>(
     exchange: Exchange,
     opts: RelayOptions,
     gauges: (InFlight, InFlight),
+    fill: Option<Fill>,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send
 where
     S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
@@ -109,6 +113,7 @@ where
         completed: false,
         phase: Phase::Streaming,
         exchange: Some(exchange),
+        fill,
         _gauges: gauges,
     };
     futures_util::stream::unfold(state, |mut relay| async move {
@@ -211,8 +216,12 @@ where
         Some(out)
     }
 
-    /// Notes whether `out` holds the event that ends the stream.
-    fn note_sent(&mut self, out: &[u8]) {
+    /// Notes whether `out` holds the event that ends the stream, and keeps
+    /// it for the cache.
+    fn note_sent(&mut self, out: &Bytes) {
+        if let Some(fill) = &mut self.fill {
+            fill.push(out);
+        }
         if !self.completed && out_ends_stream(out) {
             self.completed = true;
         }
@@ -234,6 +243,11 @@ where
     }
 
     fn end(&mut self, outcome: Outcome) {
+        if let Some(fill) = self.fill.take()
+            && outcome == Outcome::Ok
+        {
+            fill.finish(Kind::Stream, "text/event-stream", self.events.usage());
+        }
         if let Some(exchange) = self.exchange.take() {
             exchange.finish(End {
                 usage: self.events.usage(),
@@ -248,7 +262,12 @@ where
 impl<S> Drop for Relay<S> {
     fn drop(&mut self) {
         // The client went away: settle what was produced so far. After the
-        // stream's last event it has lost nothing.
+        // stream's last event it has lost nothing (and the stream is whole).
+        if let Some(fill) = self.fill.take()
+            && self.completed
+        {
+            fill.finish(Kind::Stream, "text/event-stream", self.events.usage());
+        }
         if let Some(exchange) = self.exchange.take() {
             exchange.finish(End {
                 usage: self.events.usage(),

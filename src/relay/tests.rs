@@ -84,7 +84,7 @@ fn run(chunks: Vec<Vec<u8>>, strip: bool) -> (Vec<u8>, Totals) {
         };
         let metrics = Metrics::new();
         let gauges = (metrics.in_flight(), metrics.in_flight());
-        let out: Vec<u8> = relay(upstream, exchange, options, gauges)
+        let out: Vec<u8> = relay(upstream, exchange, options, gauges, None)
             .map(|b| b.unwrap().to_vec())
             .concat()
             .await;

@@ -203,6 +203,8 @@ pub struct Group {
     pub failovers: prometheus_client::metrics::counter::Counter,
     /// The endpoints this group serves; `None` means all.
     pub endpoints: Option<Vec<Endpoint>>,
+    /// How long its answers are cached; `None`: not cached.
+    pub cache_ttl: Option<std::time::Duration>,
 }
 
 impl Group {
@@ -402,6 +404,7 @@ impl Routes {
         };
         let mut groups = HashMap::new();
         let mut group_order = Vec::new();
+        let default_cache_ttl = config.cache.clone().unwrap_or_default().ttl;
         for g in &config.groups {
             let mut candidates = Vec::new();
             for m in &g.models {
@@ -421,7 +424,12 @@ impl Routes {
                     .filter_map(|n| Endpoint::from_name(n))
                     .collect()
             });
-            let group = cells.group(&g.name, candidates, endpoints);
+            let cache_ttl = g
+                .cache
+                .as_ref()
+                .and_then(|c| c.enabled())
+                .map(|ttl| ttl.unwrap_or(default_cache_ttl));
+            let group = cells.group(&g.name, candidates, endpoints, cache_ttl);
             group_order.push(group.name.clone());
             groups.insert(g.name.clone().into_boxed_str(), group);
         }
@@ -479,7 +487,7 @@ impl Routes {
             return Some(g.clone());
         }
         let candidates = self.cells.candidates(model, provider, name, 1);
-        let group = self.cells.group(model, candidates, None);
+        let group = self.cells.group(model, candidates, None, None);
         self.direct.rcu(|map| {
             let mut map = HashMap::clone(map);
             if map.len() < MAX_DIRECT_GROUPS {
@@ -533,6 +541,7 @@ impl Cells {
         name: &str,
         candidates: Vec<Candidate>,
         endpoints: Option<Vec<Endpoint>>,
+        cache_ttl: Option<std::time::Duration>,
     ) -> Arc<Group> {
         let failovers = self
             .metrics
@@ -544,6 +553,7 @@ impl Cells {
             candidates,
             failovers,
             endpoints,
+            cache_ttl,
         })
     }
 }

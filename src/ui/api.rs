@@ -135,6 +135,19 @@ pub async fn state(State(app): State<AppState>) -> Response {
         "recent": app.metrics.recent.list(),
         "series": app.series.points(),
         "series_step_secs": crate::metrics::series::SAMPLE_EVERY.as_secs(),
+        "cache": app.cache.as_ref().map(|c| {
+            let t = &app.metrics.cache_totals;
+            let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            serde_json::json!({
+                "store": c.kind(),
+                "hits": n(&t.hits),
+                "misses": n(&t.misses),
+                "bypasses": n(&t.bypasses),
+                "saved_tokens": n(&t.saved_tokens),
+                "saved_usd": crate::usage::cost::usd(n(&t.saved_nanos)),
+                "bytes": c.bytes(),
+            })
+        }),
         "in_flight": app.metrics.in_flight.get(),
         "open_streams": app.metrics.open_streams.get(),
         "reload": config.status,

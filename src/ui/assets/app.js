@@ -66,6 +66,7 @@ const fmt = {
   pct: (v) => (v * 100).toFixed(1) + "%",
   secs: (ms) => (ms >= 60000 ? Math.round(ms / 60000) + " min" : Math.ceil(ms / 1000) + " s"),
   time: (unix) => new Date(unix * 1000).toLocaleTimeString(),
+  usd: (v) => "$" + (v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : v.toFixed(4)),
 };
 
 function healthBadge(health) {
@@ -138,7 +139,7 @@ function render(state) {
   const pts = state.series;
   const last = pts[pts.length - 1] || { requests: 0, errors: 0, prompt_tokens: 0, completion_tokens: 0 };
   const step = state.series_step_secs || 5;
-  const totals = report.usage.reduce((a, r) => ({ req: a.req + r.requests, err: a.err + r.errors, tok: a.tok + r.tokens }), { req: 0, err: 0, tok: 0 });
+  const totals = report.usage.reduce((a, r) => ({ req: a.req + r.requests, err: a.err + r.errors, tok: a.tok + r.tokens, usd: a.usd + (r.cost_usd || 0), priced: a.priced || r.cost_usd != null }), { req: 0, err: 0, tok: 0, usd: 0, priced: false });
   const tiles = [
     ["Requests / s", fmt.rate(last.requests / step)],
     ["Tokens / s", fmt.rate((last.prompt_tokens + last.completion_tokens) / step)],
@@ -147,7 +148,14 @@ function render(state) {
     ["Open streams", fmt.int(state.open_streams)],
     ["Requests (all time)", fmt.int(totals.req)],
     ["Tokens (all time)", fmt.int(totals.tok)],
+    ["Spent (all time)", totals.priced ? fmt.usd(totals.usd) : "no prices"],
   ];
+  const cache = state.cache;
+  if (cache) {
+    const looked = cache.hits + cache.misses;
+    tiles.push(["Cache hit rate", looked ? fmt.pct(cache.hits / looked) : "–"]);
+    tiles.push(["Saved by the cache", fmt.usd(cache.saved_usd)]);
+  }
   $("#tiles").replaceChildren(...tiles.map(([label, value]) => h("div", { class: "tile" }, h("div", { class: "label", text: label }), h("div", { class: "value", text: value }))));
 
   chart($("#chart-traffic"), [pts.map((p) => p.requests / step), pts.map((p) => p.errors / step)], ["#5b9dff", "#f85149"]);
@@ -165,6 +173,7 @@ function render(state) {
       h("td", {}, r.key, h("span", { class: "fp", text: r.fingerprint })),
       h("td", { text: r.model }),
       h("td", { class: "num", "data-field": "tokens", text: fmt.int(r.tokens) }),
+      h("td", { class: "num", "data-field": "cost", text: r.cost_usd == null ? "–" : fmt.usd(r.cost_usd) }),
       h("td", { class: "num", text: fmt.int(r.routing_usage) }),
       h("td", { class: "num", text: fmt.rate(rps) }),
       h("td", { class: "num", text: r.requests ? `${fmt.int(r.errors)} (${fmt.pct(r.errors / r.requests)})` : "0" }),
