@@ -9,13 +9,6 @@ use serde_json::{Value, json};
 
 const ADMIN_KEY: &str = "ops-admin-key-31";
 
-fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 #[tokio::test]
 async fn a_scrape_after_known_traffic_shows_exact_counts() {
     let up = MockUpstream::start().await;

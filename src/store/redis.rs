@@ -204,7 +204,7 @@ impl UsageStore for RedisStore {
                 continue;
             }
             let mut theirs = [0u64; 7];
-            for i in 0..6 {
+            for i in 0..theirs.len() {
                 theirs[i] = all[i].saturating_sub(mine[i]);
             }
             shared.push((k.clone(), from_fields(theirs)));

@@ -653,6 +653,14 @@ pub async fn metrics_text(router: &RouterProcess) -> String {
         .unwrap()
 }
 
+/// One sample's value in Prometheus text: `name{labels}` exactly as written.
+pub fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 /// The ids `/v1/models` lists, in order.
 pub async fn model_ids(router: &RouterProcess) -> Vec<String> {
     let v: Value = client()
