@@ -61,6 +61,7 @@ fn bench(c: &mut Criterion) {
                 request_id: "r".into(),
                 endpoint: "chat.completions",
                 started: std::time::Instant::now(),
+                trace: Default::default(),
             };
             let exchange = Exchange::new(
                 info,
@@ -70,6 +71,7 @@ fn bench(c: &mut Criterion) {
                     attempts: 1,
                     status: 200,
                     reservation,
+                    trace: Default::default(),
                 },
                 Billing {
                     penalties: Penalties::default(),

@@ -5,7 +5,11 @@
 //! - OpenAI to OpenAI, JSON and streamed: the byte-for-byte path, the
 //!   reference the others are read against;
 //! - Anthropic's Messages to an OpenAI provider, JSON and streamed;
-//! - OpenAI to an Anthropic provider, JSON and streamed.
+//! - OpenAI to an Anthropic provider, JSON and streamed;
+//! - cache hits (a group with `cache: true`, every request the same),
+//!   JSON and streamed;
+//! - tracing on: a second router, the same config plus `tracing:` with
+//!   `sample_ratio: 1.0`, exporting every span to the mock's OTLP sink.
 //!
 //! The mock answers at once (streams of 20 events, no gap), so a row
 //! measures the router's work, not the mock's pacing.
@@ -16,43 +20,74 @@ use std::time::Duration;
 
 use super::{KEY, Oha, family_stats, free_port, oha_with, spawn, wait_port};
 
-/// One row: what is sent where.
+/// One row: what is sent where, and to which router.
 struct RowSpec {
     name: &'static str,
     path: &'static str,
     body: &'static str,
+    traced: bool,
 }
 
-const ROWS: [RowSpec; 6] = [
+const ROWS: [RowSpec; 10] = [
     RowSpec {
         name: "OpenAI → OpenAI, JSON (byte for byte)",
         path: "/v1/chat/completions",
         body: r#"{"model":"oai","messages":[{"role":"user","content":"Hello, how are you today? Tell me about routers."}]}"#,
+        traced: false,
     },
     RowSpec {
         name: "OpenAI → OpenAI, stream of 20 events",
         path: "/v1/chat/completions",
         body: r#"{"model":"oai","stream":true,"messages":[{"role":"user","content":"Hello, how are you today? Tell me about routers."}]}"#,
+        traced: false,
     },
     RowSpec {
         name: "Messages → OpenAI, JSON",
         path: "/v1/messages",
         body: r#"{"model":"oai","max_tokens":256,"system":"Be brief.","messages":[{"role":"user","content":"Hello, how are you today? Tell me about routers."}]}"#,
+        traced: false,
     },
     RowSpec {
         name: "Messages → OpenAI, stream of 20 events",
         path: "/v1/messages",
         body: r#"{"model":"oai","max_tokens":256,"stream":true,"system":"Be brief.","messages":[{"role":"user","content":"Hello, how are you today? Tell me about routers."}]}"#,
+        traced: false,
     },
     RowSpec {
         name: "OpenAI → Anthropic, JSON",
         path: "/v1/chat/completions",
         body: r#"{"model":"claude","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hello, how are you today? Tell me about routers."}]}"#,
+        traced: false,
     },
     RowSpec {
         name: "OpenAI → Anthropic, stream of 20 events",
         path: "/v1/chat/completions",
         body: r#"{"model":"claude","stream":true,"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hello, how are you today? Tell me about routers."}]}"#,
+        traced: false,
+    },
+    RowSpec {
+        name: "OpenAI → OpenAI, JSON, cache hit",
+        path: "/v1/chat/completions",
+        body: r#"{"model":"cached","messages":[{"role":"user","content":"Hello, how are you today? Tell me about routers."}]}"#,
+        traced: false,
+    },
+    RowSpec {
+        name: "OpenAI → OpenAI, stream of 20 events, cache hit",
+        path: "/v1/chat/completions",
+        body: r#"{"model":"cached","stream":true,"messages":[{"role":"user","content":"Hello, how are you today? Tell me about routers."}]}"#,
+        traced: false,
+    },
+    RowSpec {
+        name: "OpenAI → OpenAI, JSON, tracing on (ratio 1.0)",
+        path: "/v1/chat/completions",
+        body: r#"{"model":"oai","messages":[{"role":"user","content":"Hello, how are you today? Tell me about routers."}]}"#,
+        traced: true,
+    },
+    RowSpec {
+        name: "OpenAI → OpenAI, stream of 20 events, tracing on (ratio 1.0)",
+        path: "/v1/chat/completions",
+        body: r#"{"model":"oai","stream":true,"messages":[{"role":"user","content":"Hello, how are you today? Tell me about routers."}]}"#,
+        traced: true,
     },
 ];
 
@@ -72,36 +107,51 @@ pub fn run(bin: &Path, dir: &Path, duration: Duration, slices: u32) -> anyhow::R
         ]),
     )?;
     wait_port(mock_port)?;
-    let port = free_port();
-    let cfg = dir.join("rows.yaml");
     let mock = format!("http://127.0.0.1:{mock_port}/v1");
-    std::fs::write(
-        &cfg,
-        format!(
-            "host: 127.0.0.1\nport: {port}\napi_key: {KEY}\nstore: memory\ngroups:\n  - name: oai\n    models: [{{provider: openai, name: mock-model}}]\n  - name: claude\n    models: [{{provider: anthropic, name: mock-claude}}]\nproviders:\n  - {{name: openai, base_url: {mock:?}, api_keys: [k1, k2]}}\n  - {{name: anthropic, type: anthropic, base_url: {mock:?}, api_keys: [k3, k4]}}\n"
-        ),
+    let start = |name: &'static str, tracing: &str| -> anyhow::Result<(super::Proc, u16)> {
+        let port = free_port();
+        let cfg = dir.join(format!("{name}.yaml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "host: 127.0.0.1\nport: {port}\napi_key: {KEY}\nstore: memory\n{tracing}groups:\n  - name: oai\n    models: [{{provider: openai, name: mock-model}}]\n  - name: cached\n    cache: true\n    models: [{{provider: openai, name: mock-model}}]\n  - name: claude\n    models: [{{provider: anthropic, name: mock-claude}}]\nproviders:\n  - {{name: openai, base_url: {mock:?}, api_keys: [k1, k2]}}\n  - {{name: anthropic, type: anthropic, base_url: {mock:?}, api_keys: [k3, k4]}}\n"
+            ),
+        )?;
+        let router = spawn(
+            name,
+            Command::new(bin)
+                .arg("--config")
+                .arg(&cfg)
+                .env("RUST_LOG", "warn")
+                .current_dir(dir),
+        )?;
+        wait_port(port)?;
+        Ok((router, port))
+    };
+    let (plain, plain_port) = start("rows", "")?;
+    let (traced, traced_port) = start(
+        "rows-traced",
+        &format!("tracing:\n  otlp_endpoint: http://127.0.0.1:{mock_port}\n  sample_ratio: 1.0\n"),
     )?;
-    let router = spawn(
-        "llm-router (rows)",
-        Command::new(bin)
-            .arg("--config")
-            .arg(&cfg)
-            .env("RUST_LOG", "warn")
-            .current_dir(dir),
-    )?;
-    wait_port(port)?;
-    let pid = router.pid();
-    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let target = |row: &RowSpec| {
+        if row.traced {
+            (traced.pid(), traced_port)
+        } else {
+            (plain.pid(), plain_port)
+        }
+    };
+    let url = |row: &RowSpec| format!("http://127.0.0.1:{}{}", target(row).1, row.path);
     for row in &ROWS {
-        oha_with(&url(row.path), row.body, &["-z", "1s", "-c", "32"])?; // warm-up
+        oha_with(&url(row), row.body, &["-z", "1s", "-c", "32"])?; // warm-up
     }
     let slice = format!("{}ms", duration.as_millis() / u128::from(slices.max(1)));
     let mut totals: Vec<(Oha, f64)> = ROWS.iter().map(|_| (Oha::default(), 0.0)).collect();
     for n in 0..slices.max(1) {
         for (row, total) in ROWS.iter().zip(&mut totals) {
             eprintln!("== rows: {}, slice {}/{}", row.name, n + 1, slices);
+            let pid = target(row).0;
             let before = family_stats(pid).0;
-            let r = oha_with(&url(row.path), row.body, &["-z", &slice, "-c", "32"])?;
+            let r = oha_with(&url(row), row.body, &["-z", &slice, "-c", "32"])?;
             total.1 += family_stats(pid).0 - before;
             total.0.add(&r);
         }

@@ -15,6 +15,7 @@ use crate::clients::Client;
 use crate::config::Cooldown;
 use crate::metrics::Metrics;
 use crate::routing::{Group, Reason, now_ms};
+use crate::telemetry::traces::Trace;
 use crate::usage::cost::usd;
 use crate::usage::{Penalties, Reservation, Settlement, TokenUsage};
 
@@ -24,6 +25,8 @@ pub struct RequestInfo {
     pub request_id: Arc<str>,
     pub endpoint: &'static str,
     pub started: Instant,
+    /// The request's server span (empty when traces are off).
+    pub trace: Trace,
 }
 
 /// How a routed request ended: the log's `outcome`, and for failures the
@@ -114,6 +117,8 @@ pub struct Routed {
     pub attempts: u32,
     pub status: u16,
     pub reservation: Reservation,
+    /// The answering attempt's span.
+    pub trace: Trace,
 }
 
 /// Who pays, and how: the penalties and the cooldown a failure costs the
@@ -136,6 +141,10 @@ pub struct Exchange {
     reservation: Option<Reservation>,
     billing: Billing,
     first_event_seen: bool,
+    /// The answering attempt's span.
+    attempt: Trace,
+    /// The answer's text, kept for the span when content is captured.
+    output: Option<String>,
 }
 
 impl Exchange {
@@ -149,6 +158,24 @@ impl Exchange {
             reservation: Some(routed.reservation),
             billing,
             first_event_seen: false,
+            output: (routed.trace.is_on() && crate::telemetry::traces::capture_content())
+                .then(String::new),
+            attempt: routed.trace,
+        }
+    }
+
+    /// Whether the answer's text is wanted (for a span).
+    pub fn keeps_output(&self) -> bool {
+        self.output.is_some()
+    }
+
+    /// Notes the text of an answer's body or event, for the spans, when
+    /// content is captured (bounded).
+    pub fn note_output(&mut self, data: &[u8]) {
+        if let Some(out) = &mut self.output
+            && out.len() < crate::telemetry::traces::MAX_CONTENT_BYTES
+        {
+            crate::usage::estimate::completion_text(data, out);
         }
     }
 
@@ -194,6 +221,8 @@ impl Exchange {
             client: self.billing.client.take(),
             request_body: std::mem::take(&mut self.billing.request_body),
             reservation,
+            attempt: std::mem::take(&mut self.attempt),
+            output: self.output.take(),
         };
         match tokio::runtime::Handle::try_current() {
             // Counting tokens is CPU work in proportion to the text (a long
@@ -220,6 +249,8 @@ struct Settle {
     client: Option<Arc<Client>>,
     request_body: Bytes,
     reservation: Reservation,
+    attempt: Trace,
+    output: Option<String>,
 }
 
 impl Settle {
@@ -305,6 +336,44 @@ impl Settle {
                 total_tokens: tokens.total_tokens,
                 latency_ms: latency.as_secs_f64() * 1000.0,
             });
+        let spans = [&self.info.trace, &self.attempt];
+        if spans[0].is_on() {
+            let request = &self.info.trace;
+            request.set("gen_ai.request.model", self.group.name.to_string());
+            request.set("gen_ai.provider.name", c.provider.kind.gen_ai_name());
+            request.set("llm_router.provider", c.provider.name.to_string());
+            request.set("llm_router.key", c.key.alias.to_string());
+            request.set("llm_router.attempts", i64::from(self.attempts));
+            request.set("http.response.status_code", i64::from(self.status));
+            if let Some(client) = &self.client {
+                request.set("llm_router.client", client.name.to_string());
+            }
+            for span in spans {
+                span.set("gen_ai.response.model", c.model.to_string());
+                span.set("gen_ai.usage.input_tokens", tokens.prompt_tokens as i64);
+                span.set(
+                    "gen_ai.usage.output_tokens",
+                    tokens.completion_tokens as i64,
+                );
+                span.set(
+                    "llm_router.usage_estimated",
+                    estimated || end.usage.is_none(),
+                );
+                span.set("llm_router.outcome", end.outcome.as_str());
+                if let Some(nanos) = cost_nanos {
+                    span.set("llm_router.cost_usd", usd(nanos));
+                }
+                if end.outcome != Outcome::Ok {
+                    span.fail(end.outcome.as_str());
+                } else if self.status >= 400 {
+                    span.fail(status_error(self.status));
+                }
+                if let Some(text) = &self.output {
+                    span.set_content("gen_ai.output.messages", &output_messages(text));
+                }
+            }
+        }
+        let trace_id = self.info.trace.trace_id();
         // Plain `&str` values: the JSON format escapes them once, the text
         // format quotes and escapes them (no log injection), and neither
         // goes through `fmt` machinery (that was most of this line's cost).
@@ -326,9 +395,27 @@ impl Settle {
             usage_estimated = estimated || end.usage.is_none(),
             cost_usd = cost_nanos.map(usd),
             latency_ms = latency.as_secs_f64() * 1000.0,
+            trace_id = trace_id.as_deref(),
             "request"
         );
     }
+}
+
+/// `error.type` for an answer passed on with an error status.
+fn status_error(status: u16) -> &'static str {
+    if status >= 500 {
+        "server_error"
+    } else {
+        "client_error"
+    }
+}
+
+/// The answer's text as OpenTelemetry's `gen_ai.output.messages` JSON.
+fn output_messages(text: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!([
+        {"role": "assistant", "parts": [{"type": "text", "content": text}]}
+    ]))
+    .unwrap_or_default()
 }
 
 impl Drop for Exchange {
@@ -349,6 +436,15 @@ pub fn log_rejected(
         .rejected
         .get_or_create(&crate::metrics::CodeLabels { code })
         .inc();
+    let trace = &info.trace;
+    if trace.is_on() {
+        if let Some(group) = group {
+            trace.set("gen_ai.request.model", group.to_string());
+        }
+        trace.set("http.response.status_code", i64::from(status));
+        trace.set("llm_router.outcome", code);
+        trace.fail(code);
+    }
     tracing::info!(
         target: "llm_router::request",
         request_id = &*info.request_id,
@@ -357,6 +453,7 @@ pub fn log_rejected(
         status,
         outcome = code,
         latency_ms = info.started.elapsed().as_secs_f64() * 1000.0,
+        trace_id = trace.trace_id().as_deref(),
         "request"
     );
 }
@@ -368,6 +465,12 @@ pub fn log_local(metrics: &Metrics, info: &RequestInfo, group: &str, outcome: &'
         .answered_locally
         .get_or_create(&crate::metrics::CodeLabels { code: outcome })
         .inc();
+    let trace = &info.trace;
+    if trace.is_on() {
+        trace.set("gen_ai.request.model", group.to_string());
+        trace.set("http.response.status_code", 200i64);
+        trace.set("llm_router.outcome", outcome);
+    }
     tracing::info!(
         target: "llm_router::request",
         request_id = &*info.request_id,
@@ -376,6 +479,7 @@ pub fn log_local(metrics: &Metrics, info: &RequestInfo, group: &str, outcome: &'
         status = 200u16,
         outcome,
         latency_ms = info.started.elapsed().as_secs_f64() * 1000.0,
+        trace_id = trace.trace_id().as_deref(),
         "request"
     );
 }

@@ -6,8 +6,8 @@
 //!
 //! 0. [`payload`], [`usage`], [`metrics`], [`telemetry`], [`mock`]
 //! 1. [`config`], [`wire`]
-//! 2. [`routing`], [`clients`]
-//! 3. [`store`], [`cache`], [`upstream`], [`accounting`]
+//! 2. [`routing`], [`clients`], [`lockout`]
+//! 3. [`store`], [`cache`], [`upstream`], [`accounting`], [`tls`]
 //! 4. [`relay`]
 //! 5. [`app`]
 //! 6. [`reload`], [`tasks`]
@@ -22,6 +22,7 @@ pub mod cache;
 pub mod clients;
 pub mod config;
 pub mod http;
+pub mod lockout;
 pub mod metrics;
 pub mod mock;
 pub mod payload;
@@ -33,6 +34,7 @@ pub mod server;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;
+pub mod tls;
 pub mod ui;
 pub mod upstream;
 pub mod usage;

@@ -4,19 +4,22 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use llm_router::app::AppState;
-use llm_router::config::ConfigSource;
 use llm_router::config::StoreUrl;
+use llm_router::config::overlay::Overlay;
 use llm_router::config::{Config, Secret};
+use llm_router::config::{ConfigError, ConfigSource, Effective, Problem};
 use llm_router::mock::{self, MockOptions};
 use llm_router::reload;
 use llm_router::server::{self, ServerOptions};
 use llm_router::tasks::{Tasks, Watched};
-use llm_router::telemetry::{self, LogFormat};
+use llm_router::telemetry::{self, LogFormat, traces};
+use llm_router::tls::{Tls, TlsFiles};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -142,7 +145,6 @@ fn main() -> ExitCode {
         Command::Check => check(&cli),
         Command::Healthcheck { url } => healthcheck(&cli, url.clone()),
         command => {
-            let _flush_logs_on_exit = telemetry::init(cli.log_format);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -153,6 +155,48 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            // The config is read before logging starts, as it says where
+            // traces go; should it be invalid, that is logged just below.
+            let source = ConfigSource::File(cli.config.clone());
+            let loaded = match command {
+                Command::Serve => Some(load(&source)),
+                _ => None,
+            };
+            let traces = match (command, &loaded) {
+                (Command::Mock { .. }, _) | (_, Some(Err(_))) => Ok(None),
+                (_, Some(Ok((_, effective)))) => effective.applied.trace_settings(),
+                // The demo: traces only if the environment asks.
+                (_, None) => {
+                    traces::Settings::resolve(Default::default(), |v| std::env::var(v).ok())
+                }
+            };
+            // The trace exporter's task runs on this runtime.
+            let _in_runtime = runtime.enter();
+            let started = traces.and_then(|settings| {
+                settings
+                    .map(|s| traces::Pipeline::start(&s).map(|(p, tracer)| (p, tracer, s)))
+                    .transpose()
+            });
+            let (pipeline, tracer, settings) = match started {
+                Ok(Some((pipeline, tracer, settings))) => {
+                    (Some(pipeline), Some(tracer), Some(settings))
+                }
+                Ok(None) => (None, None, None),
+                Err(e) => {
+                    eprintln!("tracing: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let flush_logs_on_exit = telemetry::init(cli.log_format, tracer);
+            if let Some(s) = settings {
+                tracing::info!(
+                    endpoint = %s.describe_endpoint(),
+                    protocol = ?s.protocol,
+                    sample_ratio = s.sample_ratio,
+                    capture_content = s.capture_content,
+                    "exporting traces"
+                );
+            }
             let result = runtime.block_on(async {
                 match command {
                     Command::Demo {
@@ -177,18 +221,34 @@ fn main() -> ExitCode {
                         };
                         run_mock(*port, options).await
                     }
-                    _ => serve_config(&cli).await,
+                    _ => match loaded {
+                        Some(Ok(loaded)) => run(source, Some(loaded), None, cli.workers).await,
+                        Some(Err(e)) => Err(anyhow::anyhow!("invalid config: {e}")),
+                        None => unreachable!("serve always loads its config"),
+                    },
                 }
             });
-            match result {
+            if let Some(pipeline) = pipeline {
+                pipeline.shutdown();
+            }
+            let code = match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
                     ExitCode::FAILURE
                 }
-            }
+            };
+            drop(flush_logs_on_exit);
+            code
         }
     }
+}
+
+/// The config file and its dashboard overlay, as `serve` runs them.
+fn load(source: &ConfigSource) -> Result<(Overlay, Effective), ConfigError> {
+    let overlay = source.load_overlay()?;
+    let effective = source.load(&overlay)?;
+    Ok((overlay, effective))
 }
 
 /// Validates what `serve` would run: the file plus its dashboard overlay.
@@ -200,13 +260,37 @@ fn check(cli: &Cli) -> ExitCode {
         .map(|effective| effective.routable);
     match loaded {
         Ok(config) => {
+            // The certificates: present, readable, matching, in date.
+            let now = std::time::SystemTime::now();
+            let mut warnings = config.warnings();
+            let mut problems = Vec::new();
+            for (at, tls) in [("tls", &config.tls), ("admin_tls", &config.admin_tls)] {
+                let Some(tls) = tls else { continue };
+                match llm_router::tls::load(&tls_files(tls), now) {
+                    Ok((_, info)) if info.expires_soon(now) => warnings.push(Problem::new(
+                        at,
+                        format!(
+                            "the certificate expires in {} days ({})",
+                            info.remaining(now).as_secs() / 86_400,
+                            humantime::format_rfc3339_seconds(info.not_after)
+                        ),
+                    )),
+                    Ok(_) => {}
+                    Err(e) => problems.push(Problem::new(at, e)),
+                }
+            }
+            if !problems.is_empty() {
+                let file = cli.config.clone();
+                eprint!("{}", ConfigError { file, problems });
+                return ExitCode::from(2);
+            }
             println!(
                 "{}: OK ({} groups, {} providers)",
                 cli.config.display(),
                 config.groups.len(),
                 config.providers.len()
             );
-            for warning in config.warnings() {
+            for warning in warnings {
                 println!("  warning: {warning}");
             }
             ExitCode::SUCCESS
@@ -254,12 +338,13 @@ fn healthcheck(cli: &Cli, url: Option<String>) -> ExitCode {
     }
 }
 
-async fn serve_config(cli: &Cli) -> anyhow::Result<()> {
-    run(ConfigSource::File(cli.config.clone()), None, cli.workers).await
-}
-
 /// Binds, serves until SIGTERM/SIGINT, drains, then flushes usage.
-async fn run(source: ConfigSource, store: Option<StoreUrl>, workers: usize) -> anyhow::Result<()> {
+async fn run(
+    source: ConfigSource,
+    loaded: Option<(Overlay, Effective)>,
+    store: Option<StoreUrl>,
+    workers: usize,
+) -> anyhow::Result<()> {
     let invalid = |e: llm_router::config::ConfigError| anyhow::anyhow!("invalid config: {e}");
     let watched = match &source {
         ConfigSource::File(path) => Some(Watched {
@@ -269,14 +354,22 @@ async fn run(source: ConfigSource, store: Option<StoreUrl>, workers: usize) -> a
         }),
         ConfigSource::Fixed(_) => None,
     };
-    let overlay = source.load_overlay().map_err(invalid)?;
-    let effective = source.load(&overlay).map_err(invalid)?;
+    let (overlay, effective) = match loaded {
+        Some(loaded) => loaded,
+        None => load(&source).map_err(invalid)?,
+    };
     let store = match store {
         Some(s) => s,
         None => effective.applied.store_url().map_err(anyhow::Error::msg)?,
     };
     tracing::info!(config = %source.describe(), store = %store.describe(), "config loaded");
     let config = effective.routable.clone();
+    let public_tls = listener_tls(config.tls.as_ref(), "tls")?;
+    let admin_tls = match (&config.admin_listen, &config.admin_tls) {
+        (Some(_), Some(own)) => listener_tls(Some(own), "admin_tls")?,
+        (Some(_), None) => public_tls.clone(),
+        (None, _) => None,
+    };
     let addr = format!("{}:{}", config.host, config.port);
     let workers = match workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -292,6 +385,7 @@ async fn run(source: ConfigSource, store: Option<StoreUrl>, workers: usize) -> a
         drain,
         header_read_timeout: config.timeouts.header_read,
         housekeeping: Some(collect_freed_memory),
+        tls: public_tls.clone(),
         ..ServerOptions::default()
     };
     let admin_listener = match &config.admin_listen {
@@ -304,14 +398,29 @@ async fn run(source: ConfigSource, store: Option<StoreUrl>, workers: usize) -> a
     };
     let app = AppState::with_effective(source, effective, overlay, &store)?;
     let streams_stop = app.streams_stop.clone();
-    let tasks = Tasks::start(&app, watched);
-    tracing::info!(addr = %local, groups, workers, version = env!("CARGO_PKG_VERSION"), "listening");
+    let mut tasks = Tasks::start(&app, watched);
+    let mut certs = Vec::new();
+    if let Some(tls) = &public_tls {
+        certs.push(("public", tls.clone()));
+    }
+    if let Some(tls) = admin_tls.as_ref().filter(|_| config.admin_tls.is_some()) {
+        certs.push(("admin", tls.clone()));
+    }
+    tasks.watch_certificates(certs, app.metrics.clone(), Duration::from_secs(1));
+    let scheme = if public_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(addr = %local, scheme, groups, workers, version = env!("CARGO_PKG_VERSION"), "listening");
     let (public, operator) = llm_router::routes::routers(app.clone());
     let admin = async {
         if let (Some(listener), Some(router)) = (admin_listener, operator) {
-            tracing::info!(addr = %listener.local_addr()?, "admin listening");
+            let scheme = if admin_tls.is_some() { "https" } else { "http" };
+            tracing::info!(addr = %listener.local_addr()?, scheme, "admin listening");
             let options = ServerOptions {
                 drain: Duration::from_secs(1),
+                tls: admin_tls.clone(),
                 ..ServerOptions::default()
             };
             server::serve(
@@ -352,6 +461,35 @@ async fn run(source: ConfigSource, store: Option<StoreUrl>, workers: usize) -> a
     tokio::task::spawn_blocking(move || app.flush_and_stop_store()).await?;
     tracing::info!("usage flushed; stopped");
     Ok(())
+}
+
+/// A listener's certificate, read and checked (the error names the file
+/// and what is wrong with it).
+fn listener_tls(
+    config: Option<&llm_router::config::TlsConfig>,
+    at: &str,
+) -> anyhow::Result<Option<Arc<Tls>>> {
+    let Some(config) = config else {
+        return Ok(None);
+    };
+    let tls = Tls::load(tls_files(config)).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+    let info = tls.info();
+    tracing::info!(
+        listener = at,
+        subject = %info.subject,
+        expires = %humantime::format_rfc3339_seconds(info.not_after),
+        mtls = config.client_ca.is_some(),
+        "certificate loaded"
+    );
+    Ok(Some(Arc::new(tls)))
+}
+
+fn tls_files(config: &llm_router::config::TlsConfig) -> TlsFiles {
+    TlsFiles {
+        cert: config.cert.clone().into(),
+        key: config.key.clone().into(),
+        client_ca: config.client_ca.clone().map(Into::into),
+    }
 }
 
 async fn demo(
@@ -413,7 +551,13 @@ providers:
     tracing::info!(
         "demo mode: mock providers only. Dashboard: http://{host}:{port}/ui (admin key {admin_key}). Try:\n  curl http://{host}:{port}/v1/chat/completions -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' -d '{{\"model\":\"demo\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'\nor point an Anthropic client at it: ANTHROPIC_BASE_URL=http://{host}:{port} ANTHROPIC_AUTH_TOKEN={api_key}, model claude-sonnet-4-5"
     );
-    run(ConfigSource::Fixed(Box::new(config)), Some(store), workers).await
+    run(
+        ConfigSource::Fixed(Box::new(config)),
+        None,
+        Some(store),
+        workers,
+    )
+    .await
 }
 
 async fn run_mock(port: u16, options: MockOptions) -> anyhow::Result<()> {

@@ -197,6 +197,9 @@ pub fn describe_changes(old: &Config, new: &Config) -> Vec<String> {
         ("store", old.store != new.store),
         ("admin_listen", old.admin_listen != new.admin_listen),
         ("usage_window", old.usage_window != new.usage_window),
+        ("tracing", old.tracing != new.tracing),
+        ("tls", old.tls != new.tls),
+        ("admin_tls", old.admin_tls != new.admin_tls),
         (
             "timeouts.connect",
             old.timeouts.connect != new.timeouts.connect,

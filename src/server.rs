@@ -13,9 +13,12 @@
 //! public listener needs: a header read timeout against slowloris, a cap on
 //! header count and size, and a drain on shutdown that stops accepting, lets
 //! in-flight requests finish within the drain timeout, then ends the rest.
+//! With `tls`, each connection is a rustls handshake first (HTTP/2 or
+//! HTTP/1.1 by ALPN), with the certificate current at accept time.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -23,6 +26,9 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::http::Conn;
+use crate::tls::Tls;
 
 /// Limits and timeouts for client connections.
 #[derive(Debug, Clone)]
@@ -36,6 +42,8 @@ pub struct ServerOptions {
     /// allocator's collect, so memory freed after a burst goes back to the
     /// system even when the worker then goes quiet.
     pub housekeeping: Option<fn()>,
+    /// Serve HTTPS with this certificate (HTTP/2 or HTTP/1.1 by ALPN).
+    pub tls: Option<Arc<Tls>>,
 }
 
 impl Default for ServerOptions {
@@ -46,6 +54,7 @@ impl Default for ServerOptions {
             max_head_bytes: 64 * 1024,
             drain: Duration::from_secs(30),
             housekeeping: None,
+            tls: None,
         }
     }
 }
@@ -75,7 +84,7 @@ pub async fn serve(
     tokio::pin!(shutdown);
 
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -88,12 +97,44 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = service.clone();
+        let service = service.for_connection(Conn {
+            peer,
+            tls: options.tls.is_some(),
+        });
         let watcher = graceful.watcher();
         let builder = builder.clone();
+        // The handshake runs in the connection's task, not in this loop,
+        // and within the header read timeout: a client that stalls it
+        // holds only its own connection.
+        let tls = options.tls.as_ref().map(|t| t.acceptor());
+        let handshake_timeout = options.header_read_timeout;
         tokio::spawn(async move {
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(connection.into_owned()).await {
+            let ended =
+                match tls {
+                    None => {
+                        let connection = builder.serve_connection(TokioIo::new(stream), service);
+                        watcher.watch(connection.into_owned()).await
+                    }
+                    Some(acceptor) => {
+                        let stream =
+                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(stream)) => stream,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%peer, "TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                        let connection = builder.serve_connection(TokioIo::new(stream), service);
+                        watcher.watch(connection.into_owned()).await
+                    }
+                };
+            if let Err(e) = ended {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });

@@ -4,7 +4,8 @@
 //! - health probes: providers with `health_check`, on their intervals;
 //! - chart samples: the ledger's totals every few seconds, for the dashboard;
 //! - SIGHUP: reload the config;
-//! - the config file: reload when its contents change.
+//! - the config file: reload when its contents change;
+//! - listener certificates: read again on SIGHUP and when they change.
 //!
 //! The usage store's syncer is a thread of its own (its I/O is blocking),
 //! owned by the app state and stopped after the drain, for a final flush.
@@ -19,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{AppState, LiveRuntime};
 use crate::metrics::series::{SAMPLE_EVERY, Series};
+use crate::metrics::{CodeLabels, ListenerLabels, Metrics};
+use crate::tls::{CertInfo, Tls};
 use crate::upstream::Upstream;
 use crate::upstream::probe::{self, Schedule};
 use crate::usage::Ledger;
@@ -59,6 +62,25 @@ impl Tasks {
             set.spawn(reload_on_change(app.clone(), w, stop.clone()));
         }
         Self { stop, set }
+    }
+
+    /// Also keeps each listener's certificate (named `public`, `admin`)
+    /// current: read again on SIGHUP and when its files change (checked
+    /// every `every`).
+    pub fn watch_certificates(
+        &mut self,
+        certs: Vec<(&'static str, Arc<Tls>)>,
+        metrics: Arc<Metrics>,
+        every: Duration,
+    ) {
+        if certs.is_empty() {
+            return;
+        }
+        for (listener, tls) in &certs {
+            note_certificate(&metrics, listener, &tls.info());
+        }
+        self.set
+            .spawn(certificates(certs, metrics, every, self.stop.clone()));
     }
 
     /// Stops every task and waits for them to end.
@@ -147,6 +169,86 @@ pub async fn reload_on_sighup(app: AppState, stop: CancellationToken) {
     }
     #[cfg(not(unix))]
     stop.cancelled().await;
+}
+
+/// Reloads certificates that changed on disk, and all of them on SIGHUP.
+/// A reload that fails keeps the certificate that serves.
+pub async fn certificates(
+    certs: Vec<(&'static str, Arc<Tls>)>,
+    metrics: Arc<Metrics>,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut ticks = Ticks::new(every, stop);
+    loop {
+        #[cfg(unix)]
+        let sighup = async {
+            match &mut hup {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let sighup = std::future::pending::<Option<()>>();
+        let all = tokio::select! {
+            tick = ticks.next() => match tick {
+                Some(_) => false,
+                None => return,
+            },
+            _ = sighup => true,
+        };
+        for (listener, tls) in &certs {
+            if all || tls.changed_on_disk() {
+                reload_certificate(&metrics, listener, tls);
+            }
+        }
+    }
+}
+
+/// Reads one listener's certificate again, and says how it went.
+pub fn reload_certificate(metrics: &Metrics, listener: &'static str, tls: &Tls) {
+    let outcome = match tls.reload() {
+        Ok(info) => {
+            tracing::info!(
+                listener,
+                subject = %info.subject,
+                expires = %humantime::format_rfc3339_seconds(info.not_after),
+                "certificate loaded"
+            );
+            note_certificate(metrics, listener, &info);
+            "ok"
+        }
+        Err(e) => {
+            tracing::warn!(listener, error = %e, "certificate not reloaded: the one loaded before still serves");
+            "error"
+        }
+    };
+    metrics
+        .tls_reloads
+        .get_or_create(&CodeLabels { code: outcome })
+        .inc();
+}
+
+/// The certificate's expiry, in the gauge and (when near) in the log.
+fn note_certificate(metrics: &Metrics, listener: &'static str, info: &CertInfo) {
+    let expiry = info
+        .not_after
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    metrics
+        .tls_cert_expiry
+        .get_or_create(&ListenerLabels { listener })
+        .set(i64::try_from(expiry).unwrap_or(i64::MAX));
+    let now = std::time::SystemTime::now();
+    if info.expires_soon(now) {
+        tracing::warn!(
+            listener,
+            days_left = info.remaining(now).as_secs() / 86_400,
+            "the certificate expires soon"
+        );
+    }
 }
 
 /// Polls the config file and reloads when its contents change. Polling (not

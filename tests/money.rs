@@ -396,8 +396,14 @@ async fn hits_cost_nothing_and_spend_no_budget() {
             .status(),
         200
     );
+    // Every miss would cost: wait for the entry before asking again.
+    wait_for("the answer cached", Duration::from_secs(10), async || {
+        metric(&metrics_text(&router).await, "llm_router_cache_bytes").unwrap_or(0.0) > 0.0
+    })
+    .await;
     for _ in 0..3 {
-        until_hit(&router, "key-b-456", &hello("g")).await;
+        let r = as_client(&router, "key-b-456", hello("g"), None).await;
+        assert_eq!(cache_header(&r).as_deref(), Some("hit"));
     }
     let logs = router.wait_request_logs(4).await;
     assert_eq!(

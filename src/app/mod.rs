@@ -124,6 +124,8 @@ pub struct Shared {
     pub(crate) config_state: std::sync::Mutex<ConfigState>,
     pub(crate) edit_lock: tokio::sync::Mutex<()>,
     pub sessions: sessions::Sessions,
+    /// Wrong admin keys per client address.
+    pub lockout: crate::lockout::Lockout,
     pub client_book: ClientBook,
     pub series: Arc<crate::metrics::series::Series>,
     /// The response cache, when the config has one or a group opts in
@@ -198,6 +200,7 @@ impl AppState {
             config_state: std::sync::Mutex::new(config_state),
             edit_lock: tokio::sync::Mutex::new(()),
             sessions: Default::default(),
+            lockout: Default::default(),
             client_book,
             series: Default::default(),
             cache,

@@ -16,6 +16,8 @@ mod secret;
 mod size;
 pub mod source;
 mod store_url;
+mod tls;
+mod traces;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +30,8 @@ pub use secret::Secret;
 pub use size::parse_size;
 pub use source::{ConfigSource, ConfigState, Effective, ReloadError, ReloadStatus};
 pub use store_url::StoreUrl;
+pub use tls::TlsConfig;
+pub use traces::TracingConfig;
 pub use validate::Problem;
 
 /// Default request body limit: 32 MiB.
@@ -93,6 +97,16 @@ pub struct Config {
     /// The response cache; groups opt in with `groups[].cache`.
     #[serde(default)]
     pub cache: Option<CacheConfig>,
+    /// HTTPS on the public listener (and on the admin one, unless
+    /// `admin_tls` says otherwise).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// HTTPS on `admin_listen`, with its own certificate.
+    #[serde(default)]
+    pub admin_tls: Option<TlsConfig>,
+    /// OpenTelemetry traces (off without an endpoint here or in `OTEL_*`).
+    #[serde(default)]
+    pub tracing: Option<TracingConfig>,
     /// What `prices_file` holds, once read (see [`Config::read_prices_file`]).
     #[serde(skip)]
     pub price_table: std::sync::Arc<prices::PriceTable>,
@@ -224,6 +238,15 @@ pub enum ProviderType {
 }
 
 impl ProviderType {
+    /// OpenTelemetry's `gen_ai.provider.name` for it.
+    pub fn gen_ai_name(self) -> &'static str {
+        match self {
+            Self::Openai => "openai",
+            Self::Anthropic => "anthropic",
+            Self::Azure => "azure.ai.openai",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Openai => "openai",
@@ -631,6 +654,18 @@ impl Config {
             .map_err(|e| Problem::new("prices_file", e))?;
         self.price_table = std::sync::Arc::new(table);
         Ok(())
+    }
+
+    /// Makes the TLS files' relative paths relative to `dir`.
+    pub fn resolve_tls_paths(&mut self, dir: &Path) {
+        for tls in [&mut self.tls, &mut self.admin_tls].into_iter().flatten() {
+            *tls = tls.resolved(dir);
+        }
+    }
+
+    /// The admin listener's TLS: its own, or the public listener's.
+    pub fn admin_tls(&self) -> Option<&TlsConfig> {
+        self.admin_tls.as_ref().or(self.tls.as_ref())
     }
 
     /// A model's price on a provider (see [`prices::lookup`]).

@@ -49,6 +49,7 @@ impl ConfigSource {
         config
             .read_prices_file(&dir)
             .map_err(|p| self.fail(vec![p]))?;
+        config.resolve_tls_paths(&dir);
         Ok(config)
     }
 

@@ -221,3 +221,28 @@ fn client_keys_alone_are_enough_to_authenticate() {
     let c = Config::parse(yaml, Format::Yaml).unwrap();
     assert!(c.validate().iter().all(|p| p.path != "api_key"));
 }
+
+#[test]
+fn the_tracing_section_loads_and_is_validated() {
+    let base = "api_key: k\ngroups: []\nproviders: []\n";
+    let ok = format!(
+        "{base}tracing:\n  otlp_endpoint: http://collector:4318\n  protocol: grpc\n  sample_ratio: 0.5\n  service_name: edge\n  headers: {{x-api-key: secret-collector-key}}\n  capture_content: true\n"
+    );
+    let c = Config::parse(&ok, Format::Yaml).unwrap();
+    assert!(c.validate().is_empty(), "{:?}", c.validate());
+    let t = c.tracing.as_ref().unwrap();
+    assert_eq!(t.otlp_endpoint.as_deref(), Some("http://collector:4318"));
+    assert!(t.capture_content);
+    // The collector's key stays a secret.
+    assert!(!format!("{c:?}").contains("secret-collector-key"));
+    let bad = format!("{base}tracing:\n  otlp_endpoint: collector\n  sample_ratio: 2\n");
+    let c = Config::parse(&bad, Format::Yaml).unwrap();
+    let all: Vec<String> = c.validate().iter().map(ToString::to_string).collect();
+    assert!(
+        all.iter()
+            .any(|p| p.starts_with("tracing: ") && p.contains("http://")),
+        "{all:?}"
+    );
+    let unknown = format!("{base}tracing:\n  endpoint: http://c:4318\n");
+    assert!(Config::parse(&unknown, Format::Yaml).is_err());
+}

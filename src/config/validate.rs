@@ -371,6 +371,21 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
             );
         }
     }
+    for (at, tls) in [("tls", &config.tls), ("admin_tls", &config.admin_tls)] {
+        for (path, why) in tls.iter().flat_map(|t| t.problems(at)) {
+            push(path, why);
+        }
+    }
+    if config.admin_tls.is_some() && config.admin_listen.is_none() {
+        push(
+            "admin_tls".into(),
+            "needs admin_listen (the admin routes are on the public listener, which uses tls)"
+                .into(),
+        );
+    }
+    if let Err(why) = config.trace_settings() {
+        push("tracing".into(), why);
+    }
     if let Err(why) = config.usage_window() {
         push("usage_window".into(), why);
     }

@@ -61,6 +61,7 @@ pub async fn lookup(
         return Lookup::Off;
     }
     let count = |result: &'static str| {
+        info.trace.set("llm_router.cache", result);
         app.metrics
             .cache_requests
             .get_or_create(&CacheLabels {

@@ -42,6 +42,8 @@ pub enum ApiError {
     UpstreamTooLarge,
     /// A dashboard edit or usage reset that did not take effect.
     EditRejected(crate::config::ReloadError),
+    /// Too many wrong admin keys from this address (see `lockout`).
+    LockedOut(Duration),
 }
 
 #[derive(Serialize)]
@@ -68,7 +70,9 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::RateLimited { .. } | Self::ClientLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::ClientLimited(_) | Self::LockedOut(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::UpstreamFailed | Self::UpstreamBodyFailed => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
@@ -106,6 +110,7 @@ impl ApiError {
             Self::RequestTimeout => "request_timeout",
             Self::UpstreamTooLarge => "response_too_large",
             Self::EditRejected(e) => e.code(),
+            Self::LockedOut(_) => "too_many_failed_logins",
         }
     }
 
@@ -124,7 +129,7 @@ impl ApiError {
             Self::Unauthorized | Self::Forbidden => "authentication_error",
             Self::RateLimited { .. } => "rate_limit_error",
             Self::ClientLimited(l) if l.quota_exhausted => "insufficient_quota",
-            Self::ClientLimited(_) => "rate_limit_error",
+            Self::ClientLimited(_) | Self::LockedOut(_) => "rate_limit_error",
             _ => "server_error",
         }
     }
@@ -151,6 +156,7 @@ impl ApiError {
             Self::RequestTimeout => "The request body did not arrive in time.".into(),
             Self::UpstreamTooLarge => "The upstream provider's answer is larger than this router relays.".into(),
             Self::EditRejected(e) => e.to_string(),
+            Self::LockedOut(_) => "Too many wrong admin keys from this address. Retry after the time in the Retry-After header.".into(),
         }
     }
 
@@ -191,6 +197,9 @@ impl IntoResponse for ApiError {
         {
             let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        if let Self::LockedOut(d) = &self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(d.as_secs().max(1)));
         }
         if matches!(self, Self::RequestTimeout) {
             // Whatever of the body is still in flight cannot be read as a

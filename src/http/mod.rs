@@ -10,6 +10,6 @@ pub mod proxy;
 pub mod request_id;
 mod service;
 
-pub use service::Service;
+pub use service::{Conn, Service};
 
 pub use crate::app::AppState;

@@ -162,6 +162,7 @@ where
     let in_flight = app.metrics.in_flight();
 
     let Admitted { body, parsed } = admit(&runtime, endpoint, &headers, body).await?;
+    note_input(&info, &body);
     let route = route(app, &runtime, caller, &parsed, &body)?;
     if endpoint == Endpoint::CountTokens && !speaks(&route.group, Api::Anthropic) {
         return Ok(count_locally(app, &info, &route.group, &body));
@@ -190,6 +191,7 @@ where
         deadline,
         cooldown: &runtime.config.cooldown,
         penalties,
+        trace: &info.trace,
     };
     let attempt = send(app, upstream, &plan).await?;
 
@@ -198,6 +200,7 @@ where
         candidate,
         attempts,
         reservation,
+        trace,
     } = attempt;
     let status = response.status();
     let chosen = &route.group.candidates[candidate];
@@ -215,6 +218,7 @@ where
             attempts,
             status: status.as_u16(),
             reservation,
+            trace,
         },
         Billing {
             penalties,
@@ -300,6 +304,28 @@ where
     let body = read_body(body, headers, limits).await?;
     let parsed = crate::payload::parse_for(&body, endpoint).map_err(ApiError::from)?;
     Ok(Admitted { body, parsed })
+}
+
+/// The client's prompt on the request's span, when content is captured:
+/// its messages (or `prompt`, or `input`) and its system instructions, as
+/// it sent them.
+fn note_input(info: &RequestInfo, body: &[u8]) {
+    use crate::payload::scan::top_level_value;
+    if !info.trace.is_on() || !crate::telemetry::traces::capture_content() {
+        return;
+    }
+    if let Some(input) = ["messages", "input", "prompt"]
+        .into_iter()
+        .find_map(|key| top_level_value(body, key))
+    {
+        info.trace.set_content("gen_ai.input.messages", input);
+    }
+    if let Some(system) = ["system", "instructions"]
+        .into_iter()
+        .find_map(|key| top_level_value(body, key))
+    {
+        info.trace.set_content("gen_ai.system_instructions", system);
+    }
 }
 
 /// Whether any candidate of `group` speaks `api`.
@@ -566,7 +592,7 @@ async fn relay_json(
     let Answer {
         status,
         mut headers,
-        exchange,
+        mut exchange,
         in_flight,
         price,
         fill,
@@ -634,6 +660,7 @@ async fn relay_json(
         return Ok(response);
     }
     let bytes = head.concat();
+    exchange.note_output(&bytes);
     let usage = match (endpoint, formats.provider) {
         // Counting tokens is free.
         (Endpoint::CountTokens, _) => Some(Default::default()),

@@ -12,6 +12,8 @@ use axum::response::Response;
 use http::{HeaderMap, HeaderValue};
 
 use crate::accounting::RequestInfo;
+use crate::payload::Endpoint;
+use crate::telemetry::traces::Trace;
 
 const HEADER: &str = "x-request-id";
 
@@ -50,10 +52,26 @@ pub fn info_for(headers: &HeaderMap, path: &str) -> RequestInfo {
         Some(v) if acceptable(v.as_bytes()) => v.to_str().unwrap_or_default().into(),
         _ => make_id().into(),
     };
+    // Proxied requests get a span (when traces are on); the dashboard,
+    // admin calls, probes and scrapes do not.
+    let trace = match Endpoint::from_path(path) {
+        Some(e) => {
+            let trace = Trace::server(e.span_name(), headers);
+            if trace.is_on() {
+                trace.set("http.request.method", "POST");
+                trace.set("url.path", e.span_name().trim_start_matches("POST "));
+                trace.set("gen_ai.operation.name", e.operation());
+                trace.set("llm_router.request_id", id.to_string());
+            }
+            trace
+        }
+        None => Trace::off(),
+    };
     RequestInfo {
         request_id: id,
         endpoint: endpoint(path),
         started: Instant::now(),
+        trace,
     }
 }
 

@@ -30,6 +30,17 @@ pub struct Service {
     /// Set on the public listener, where the proxy endpoints live: the
     /// state, and this worker's own upstream client.
     direct: Option<(AppState, Upstream)>,
+    /// The connection this copy serves, when the server said.
+    conn: Option<Conn>,
+}
+
+/// The connection a request came on: the client's address, and whether it
+/// came over TLS. The router's routes find it among the request's
+/// extensions (the proxy's direct lane has no use for it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conn {
+    pub peer: std::net::SocketAddr,
+    pub tls: bool,
 }
 
 impl Service {
@@ -39,6 +50,15 @@ impl Service {
         Self {
             router,
             direct: Some((app, upstream)),
+            conn: None,
+        }
+    }
+
+    /// This service for one connection.
+    pub fn for_connection(&self, conn: Conn) -> Self {
+        Self {
+            conn: Some(conn),
+            ..self.clone()
         }
     }
 
@@ -47,6 +67,7 @@ impl Service {
         Self {
             router,
             direct: None,
+            conn: None,
         }
     }
 }
@@ -74,7 +95,11 @@ impl hyper::service::Service<Request<Incoming>> for Service {
             );
         }
         let router = self.router.clone();
-        Box::pin(router.oneshot(request.map(Body::new)))
+        let mut request = request.map(Body::new);
+        if let Some(conn) = self.conn {
+            request.extensions_mut().insert(conn);
+        }
+        Box::pin(router.oneshot(request))
     }
 }
 

@@ -163,6 +163,11 @@ pub struct GroupLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CodeLabels {
     pub code: &'static str,
 }
@@ -214,6 +219,12 @@ pub struct Metrics {
     pub store_healthy: Gauge,
     pub store_failures: Gauge<u64, AtomicU64>,
     pub reloads: Family<OutcomeLabels, Counter>,
+    /// Admin and dashboard key checks that failed, by outcome.
+    pub admin_auth_failures: Family<CodeLabels, Counter>,
+    /// Unix time at which each listener's certificate expires.
+    pub tls_cert_expiry: Family<ListenerLabels, Gauge>,
+    /// Certificate reloads by outcome.
+    pub tls_reloads: Family<CodeLabels, Counter>,
     pub client_requests: Family<ClientLabels, Counter>,
     pub client_tokens: Family<ClientLabels, Counter>,
     pub client_limited: Family<ClientLabels, Counter>,
@@ -257,6 +268,9 @@ impl Metrics {
             store_healthy: Gauge::default(),
             store_failures: Gauge::default(),
             reloads: Family::default(),
+            admin_auth_failures: Family::default(),
+            tls_cert_expiry: Family::default(),
+            tls_reloads: Family::default(),
             client_requests: Family::default(),
             client_tokens: Family::default(),
             client_limited: Family::default(),
@@ -355,6 +369,26 @@ impl Metrics {
             "store_sync_failures",
             "Failed usage store syncs since start",
             m.store_failures.clone(),
+        );
+        r.register(
+            "admin_auth_failures",
+            "Admin and dashboard key checks refused: a wrong key (wrong_key), or an address locked out after too many (locked_out)",
+            m.admin_auth_failures.clone(),
+        );
+        r.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When each listener's serving certificate expires (Unix time)",
+            m.tls_cert_expiry.clone(),
+        );
+        r.register(
+            "tls_reloads",
+            "Certificate reloads by outcome (ok, error)",
+            m.tls_reloads.clone(),
+        );
+        r.register(
+            "trace_export_failures",
+            "Spans lost: an export failed or timed out (export_failed), or the export queue was full (queue_full)",
+            crate::telemetry::traces::EXPORT_FAILURES.clone(),
         );
         r.register(
             "config_reloads",

@@ -86,7 +86,16 @@ pub fn router(options: MockOptions) -> Router {
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/v1/models", get(models::models))
+        // An OTLP/HTTP trace sink: a router pointed here exports spans into
+        // the void (the benchmark's "tracing on" rows use it).
+        .route("/v1/traces", post(traces_sink))
         .with_state(state)
+}
+
+/// Accepts an OTLP export: an empty `ExportTraceServiceResponse` is an
+/// empty protobuf message.
+async fn traces_sink() -> impl axum::response::IntoResponse {
+    ([(http::header::CONTENT_TYPE, "application/x-protobuf")], "")
 }
 
 impl MockState {

@@ -77,6 +77,28 @@ impl Endpoint {
         }
     }
 
+    /// OpenTelemetry's `gen_ai.operation.name` for it.
+    pub fn operation(self) -> &'static str {
+        match self {
+            Self::ChatCompletions | Self::Responses | Self::Messages => "chat",
+            Self::Completions => "text_completion",
+            Self::Embeddings => "embeddings",
+            Self::CountTokens => "count_tokens",
+        }
+    }
+
+    /// The router's route, as the name of the request's span.
+    pub fn span_name(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "POST /v1/chat/completions",
+            Self::Completions => "POST /v1/completions",
+            Self::Embeddings => "POST /v1/embeddings",
+            Self::Responses => "POST /v1/responses",
+            Self::Messages => "POST /v1/messages",
+            Self::CountTokens => "POST /v1/messages/count_tokens",
+        }
+    }
+
     /// The wire format requests to this endpoint are in.
     pub fn api(self) -> Api {
         match self {

@@ -208,6 +208,12 @@ where
             self.captured_bytes += data.len();
             self.captured.push(Bytes::copy_from_slice(&data));
         }
+        if let Some(exchange) = &mut self.exchange
+            && exchange.keeps_output()
+            && let Some(data) = sse::data(&event)
+        {
+            exchange.note_output(&data);
+        }
         let out = self.events.convert(event, &mut self.streamed)?;
         if self.events.usage().is_some() {
             self.captured = Vec::new();

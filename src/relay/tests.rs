@@ -33,6 +33,7 @@ fn exchange() -> (Exchange, Arc<crate::routing::Group>) {
         request_id: "t".into(),
         endpoint: "chat.completions",
         started: std::time::Instant::now(),
+        trace: Default::default(),
     };
     (
         Exchange::new(
@@ -43,6 +44,7 @@ fn exchange() -> (Exchange, Arc<crate::routing::Group>) {
                 attempts: 1,
                 status: 200,
                 reservation,
+                trace: Default::default(),
             },
             Billing {
                 penalties: Penalties::default(),

@@ -16,15 +16,21 @@
 //! `<timestamp> <LEVEL> <target>: <message> key=value ...` with strings
 //! quoted and escaped (a client-sent name cannot forge a line).
 
+pub mod traces;
+
 use std::fmt;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -32,14 +38,36 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the subscriber. Keep the guard alive: dropping it flushes.
-pub fn init(format: LogFormat) -> WorkerGuard {
+/// Installs the subscriber: the log lines, and, given a tracer, request
+/// spans turned into OpenTelemetry spans (see [`traces`]). Keep the guard
+/// alive: dropping it flushes the log.
+pub fn init(format: LogFormat, tracer: Option<opentelemetry_sdk::trace::Tracer>) -> WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // Request spans are for the exporter only: the log lines never format
+    // them, whatever `RUST_LOG` says.
+    let filter = match format!("{}=off", traces::TARGET).parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
+    let lines = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .event_format(Lines(format))
+        .with_filter(filter);
+    let spans = tracer.map(|tracer| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_location(false)
+            .with_target(false)
+            .with_level(false)
+            .with_context_activation(false)
+            .with_filter(Targets::new().with_target(traces::TARGET, LevelFilter::INFO))
+    });
+    tracing_subscriber::registry()
+        .with(lines)
+        .with(spans)
         .init();
     guard
 }

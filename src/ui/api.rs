@@ -10,11 +10,12 @@ use http::{HeaderValue, header};
 use serde::{Deserialize, Serialize};
 
 use super::session::{COOKIE, cookie_token};
-use crate::admin::auth::{AdminAccess, check};
+use crate::admin::auth::{AdminAccess, attempt};
 use crate::admin::usage::{ResetFilter, report, select};
 use crate::app::AppState;
 use crate::config::overlay::{AddedKey, KeyRef, ModelRef, WeightOverride};
 use crate::config::{ReloadError, Secret};
+use crate::http::Conn;
 use crate::http::error::ApiError;
 
 #[derive(Serialize)]
@@ -396,7 +397,13 @@ pub struct Login {
 }
 
 /// Exchanges the admin key for a session cookie and a CSRF token.
-pub async fn login(State(app): State<AppState>, headers: http::HeaderMap, body: Bytes) -> Response {
+pub async fn login(
+    State(app): State<AppState>,
+    conn: Option<axum::Extension<Conn>>,
+    headers: http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let conn = conn.map(|axum::Extension(c)| c);
     let Ok(login) = serde_json::from_slice::<Login>(&body) else {
         return ApiError::InvalidRequest {
             message: "expected {\"key\": \"...\"}".into(),
@@ -404,17 +411,20 @@ pub async fn login(State(app): State<AppState>, headers: http::HeaderMap, body: 
         }
         .into_response();
     };
-    match check(&app, Some(login.key.as_bytes())) {
-        AdminAccess::Granted => {}
-        AdminAccess::Disabled => return ApiError::NotFound.into_response(),
-        AdminAccess::ClientKey => return ApiError::Forbidden.into_response(),
-        AdminAccess::Denied => return ApiError::Unauthorized.into_response(),
+    match attempt(&app, Some(login.key.as_bytes()), conn.as_ref()) {
+        Ok(AdminAccess::Granted) => {}
+        Ok(AdminAccess::Disabled) => return ApiError::NotFound.into_response(),
+        Ok(AdminAccess::ClientKey) => return ApiError::Forbidden.into_response(),
+        Ok(AdminAccess::Denied) => return ApiError::Unauthorized.into_response(),
+        Err(locked) => return locked.into_response(),
     }
     let (token, csrf) = app.sessions.create();
-    // Secure when the client reached us over TLS (directly or via a proxy).
-    let secure = headers
-        .get("x-forwarded-proto")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    // Secure when the client reached us over TLS (directly, or through a
+    // proxy that says so).
+    let secure = conn.is_some_and(|c| c.tls)
+        || headers
+            .get("x-forwarded-proto")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
     let cookie = format!(
         "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200{}",
         if secure { "; Secure" } else { "" }

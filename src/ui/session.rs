@@ -11,8 +11,9 @@ use axum::response::{IntoResponse, Response};
 use http::{Method, header};
 use subtle::ConstantTimeEq;
 
-use crate::admin::auth::{AdminAccess, check};
+use crate::admin::auth::{AdminAccess, attempt, check};
 use crate::app::AppState;
+use crate::http::Conn;
 use crate::http::error::ApiError;
 
 pub const COOKIE: &str = "llmr_session";
@@ -37,12 +38,21 @@ pub async fn require_session(
     next: Next,
 ) -> Response {
     let bearer = crate::http::bearer(&request).map(<[u8]>::to_vec);
-    match check(&app, bearer.as_deref()) {
-        AdminAccess::Disabled => return ApiError::NotFound.into_response(),
-        AdminAccess::Granted => return next.run(request).await,
-        AdminAccess::ClientKey => return ApiError::Forbidden.into_response(),
-        AdminAccess::Denied if bearer.is_some() => return ApiError::Unauthorized.into_response(),
-        AdminAccess::Denied => {}
+    let access = match bearer {
+        // A key to check (and to count, if wrong).
+        Some(_) => attempt(&app, bearer.as_deref(), request.extensions().get::<Conn>()),
+        // A session cookie, perhaps: no key is being guessed.
+        None => Ok(check(&app, None)),
+    };
+    match access {
+        Err(locked) => return locked.into_response(),
+        Ok(AdminAccess::Disabled) => return ApiError::NotFound.into_response(),
+        Ok(AdminAccess::Granted) => return next.run(request).await,
+        Ok(AdminAccess::ClientKey) => return ApiError::Forbidden.into_response(),
+        Ok(AdminAccess::Denied) if bearer.is_some() => {
+            return ApiError::Unauthorized.into_response();
+        }
+        Ok(AdminAccess::Denied) => {}
     }
     let Some(csrf) = cookie_token(request.headers()).and_then(|t| app.sessions.csrf_for(&t)) else {
         return ApiError::Unauthorized.into_response();

@@ -19,6 +19,7 @@ use crate::config::Cooldown;
 use crate::metrics::Metrics;
 use crate::payload::{Api, Endpoint, Parsed};
 use crate::routing::{Candidate, Group, Reason, now_ms};
+use crate::telemetry::traces::Trace;
 use crate::usage::{Penalties, Reservation, Settlement};
 
 /// A request body ready for one API: the client's own, or its translation,
@@ -75,6 +76,8 @@ pub struct Plan<'a> {
     pub deadline: Instant,
     pub cooldown: &'a Cooldown,
     pub penalties: Penalties,
+    /// The request's span: each attempt is a child of it.
+    pub trace: &'a Trace,
 }
 
 /// An upstream that answered with a response to pass on.
@@ -83,6 +86,8 @@ pub struct Attempt {
     pub candidate: usize,
     pub attempts: u32,
     pub reservation: Reservation,
+    /// This attempt's span, which lasts as long as its answer.
+    pub trace: Trace,
 }
 
 /// Why one attempt failed.
@@ -181,17 +186,29 @@ pub async fn send(
         let c = &plan.group.candidates[index];
         let reservation = c.usage.reserve(prompt_estimate);
         let first_byte = (now + plan.first_byte).min(plan.deadline);
-        let Some(request) = request_for(plan, c) else {
+        let trace = attempt_span(plan, c, attempts);
+        let Some(mut request) = request_for(plan, c) else {
             // Validation refuses such a base_url; should one get here, it is
             // a candidate that cannot be reached.
+            trace.fail(Failure::Unreachable.kind());
             failures.push(Failure::Unreachable);
             reservation.settle(Settlement::failed(plan.penalties));
             continue;
         };
+        if trace.is_on() {
+            trace.inject(request.headers_mut());
+            if let Some(host) = request.uri().host() {
+                trace.set("server.address", host.to_string());
+            }
+        }
         let mut detail = None;
         let failure = match tokio::time::timeout_at(first_byte, upstream.send(request)).await {
             Ok(Ok(response)) => match classify(&response) {
                 None => {
+                    trace.set(
+                        "http.response.status_code",
+                        i64::from(response.status().as_u16()),
+                    );
                     c.metrics.upstream_latency.observe(now.elapsed());
                     c.health.succeeded();
                     c.key.health.succeeded();
@@ -203,9 +220,16 @@ pub async fn send(
                         candidate: index,
                         attempts,
                         reservation,
+                        trace,
                     });
                 }
-                Some(failure) => failure,
+                Some(failure) => {
+                    trace.set(
+                        "http.response.status_code",
+                        i64::from(response.status().as_u16()),
+                    );
+                    failure
+                }
             },
             Ok(Err(SendError::ConnectTimeout)) => Failure::Timeout,
             Ok(Err(e)) => {
@@ -225,12 +249,30 @@ pub async fn send(
             attempt = attempts,
             "upstream attempt failed"
         );
+        trace.fail(failure.kind());
         c.metrics.upstream_error(metrics, failure.kind());
         cool_down(c, failure, plan.cooldown, now_ms());
         reservation.settle(Settlement::failed(plan.penalties));
         failures.push(failure);
     }
     Err(FailoverError { failures })
+}
+
+/// A span for attempt number `n`, at candidate `c`: OpenTelemetry's GenAI
+/// client span (`{operation} {model}`), plus which provider, key and try.
+fn attempt_span(plan: &Plan<'_>, c: &Candidate, n: u32) -> Trace {
+    if !plan.trace.is_on() {
+        return Trace::off();
+    }
+    let operation = plan.endpoint.operation();
+    let trace = plan.trace.attempt(format!("{operation} {}", c.model));
+    trace.set("gen_ai.operation.name", operation);
+    trace.set("gen_ai.provider.name", c.provider.kind.gen_ai_name());
+    trace.set("gen_ai.request.model", c.model.to_string());
+    trace.set("llm_router.provider", c.provider.name.to_string());
+    trace.set("llm_router.key", c.key.alias.to_string());
+    trace.set("llm_router.attempt", i64::from(n));
+    trace
 }
 
 /// The request for one candidate: the body for its API with its model (and
@@ -770,6 +812,7 @@ mod tests {
                 first_byte: Duration::from_secs(5),
                 deadline,
                 cooldown: &Cooldown::default(),
+                trace: &Trace::off(),
                 penalties: Penalties {
                     request: 0,
                     error: 1_000,
@@ -895,6 +938,7 @@ mod tests {
                 deadline: Instant::now(),
                 cooldown: &Cooldown::default(),
                 penalties: Penalties::default(),
+                trace: &Trace::off(),
             };
             let request = request_for(&plan, &g.candidates[0]).unwrap();
             assert_eq!(request.method(), http::Method::POST);

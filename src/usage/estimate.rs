@@ -64,9 +64,10 @@ fn collect(v: &Value, out: &mut String, sep: Option<char>) {
     }
 }
 
-/// Completion text in a response body or stream chunk: choices' messages,
-/// deltas and texts, and the Responses API's output and deltas.
-fn completion_text(data: &[u8], out: &mut String) {
+/// Completion text in a response body or stream chunk, appended to `out`:
+/// choices' messages, deltas and texts, the Responses API's output and
+/// deltas, and Anthropic's content blocks and their deltas.
+pub fn completion_text(data: &[u8], out: &mut String) {
     let Ok(v) = serde_json::from_slice::<Value>(data) else {
         return;
     };
@@ -84,6 +85,19 @@ fn completion_text(data: &[u8], out: &mut String) {
         collect(&v["delta"], out, None);
     }
     collect(&v["output"], out, None);
+    match v.get("type").and_then(Value::as_str) {
+        // Anthropic: a whole message, or a stream's deltas.
+        Some("message") => collect(&v["content"], out, None),
+        Some("content_block_delta") => {
+            let delta = &v["delta"];
+            for key in ["text", "partial_json", "thinking"] {
+                if let Some(s) = delta[key].as_str() {
+                    out.push_str(s);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Estimates usage from the request body and the response's text, which is
@@ -133,5 +147,22 @@ mod tests {
             estimate(br#"{"input":"Say hi"}"#, &[ev]).completion_tokens,
             count("Hi there")
         );
+    }
+
+    #[test]
+    fn reads_anthropic_messages_and_their_deltas() {
+        let mut out = String::new();
+        completion_text(
+            br#"{"type":"message","role":"assistant","content":[{"type":"text","text":"Hi"},{"type":"tool_use","input":{}}]}"#,
+            &mut out,
+        );
+        for data in [
+            &br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" there"}}"#[..],
+            br#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"a\":1}"}}"#,
+            br#"{"type":"message_delta","delta":{"stop_reason":"end_turn"}}"#,
+        ] {
+            completion_text(data, &mut out);
+        }
+        assert_eq!(out, "Hi there{\"a\":1}");
     }
 }

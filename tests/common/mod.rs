@@ -19,6 +19,8 @@ use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 pub mod anthropic;
+pub mod otlp;
+pub mod pki;
 
 pub mod raw;
 pub mod sdk;
@@ -386,6 +388,23 @@ impl RouterProcess {
         std::fs::write(dir.path().join("config.yaml"), config).unwrap();
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::spawn(dir, args, env)
+    }
+
+    /// Like [`RouterProcess::start_with`], in a directory the test has
+    /// already put files in (certificates, say).
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        config: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        std::fs::write(dir.path().join("config.yaml"), config).unwrap();
+        let args = args.iter().map(|s| s.to_string()).collect();
+        let env = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
