@@ -179,6 +179,14 @@ mod tests {
     }
 
     #[test]
+    fn a_member_with_no_value_has_none() {
+        assert_eq!(find(r#"{"a":,"b":1}"#, "a"), None);
+        assert_eq!(find(r#"{"a": }"#, "a"), None);
+        assert_eq!(value_end(b"x,", 1), None);
+        assert_eq!(value_end(b"x1,", 1), Some(2));
+    }
+
+    #[test]
     fn malformed_or_non_objects_give_none() {
         for body in [
             "",

@@ -65,8 +65,7 @@ impl EventSplitter {
 /// there is a single data line (the usual case), so most events cost nothing.
 pub fn data(event: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
     let mut out: Option<std::borrow::Cow<'_, [u8]>> = None;
-    for line in event.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+    for line in lines(event) {
         let Some(value) = line.strip_prefix(b"data:") else {
             continue;
         };
@@ -84,12 +83,16 @@ pub fn data(event: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
     out
 }
 
+/// An event's lines, whichever of SSE's line endings (`\n`, `\r\n`, `\r`)
+/// it uses (a `\r\n` yields an empty line too, which no field matches).
+fn lines(event: &[u8]) -> impl Iterator<Item = &[u8]> {
+    event.split(|&b| b == b'\n' || b == b'\r')
+}
+
 /// The value of an event's `event:` line (Anthropic names every event so),
 /// if it has one.
 pub fn event_name(event: &[u8]) -> Option<&str> {
-    event
-        .split(|&b| b == b'\n')
-        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+    lines(event)
         .find_map(|line| line.strip_prefix(b"event:"))
         .map(|v| v.strip_prefix(b" ").unwrap_or(v))
         .and_then(|v| std::str::from_utf8(v).ok())
@@ -220,6 +223,56 @@ mod tests {
             }
         }
         (out, s.take_rest())
+    }
+
+    #[test]
+    fn pending_counts_the_bytes_of_the_unfinished_event() {
+        let mut s = EventSplitter::default();
+        assert_eq!(s.pending(), 0);
+        s.push(b"data: a\n\ndata: par");
+        assert_eq!(s.next_event().as_deref(), Some(&b"data: a\n\n"[..]));
+        assert_eq!(s.pending(), b"data: par".len());
+        s.push(b"tial\n\n");
+        assert!(s.next_event().is_some());
+        assert_eq!(s.pending(), 0);
+    }
+
+    #[test]
+    fn event_names_and_data_with_any_line_ending() {
+        assert_eq!(
+            event_name(b"event: message_start\ndata: {}\n\n"),
+            Some("message_start")
+        );
+        assert_eq!(event_name(b"data: {}\r\nevent:ping\r\n\r\n"), Some("ping"));
+        assert_eq!(event_name(b"event: delta\rdata: x\r\r"), Some("delta"));
+        assert_eq!(event_name(b"data: {\"event\": 1}\n\n"), None);
+        assert_eq!(event_name(b": event: no\n\n"), None);
+        assert_eq!(
+            data(b"event: delta\rdata: x\r\r").as_deref(),
+            Some(&b"x"[..])
+        );
+        assert_eq!(
+            data(b"data: a\r\ndata: b\r\n\r\n").as_deref(),
+            Some(&b"a\nb"[..])
+        );
+    }
+
+    #[test]
+    fn the_last_event_is_recognised_by_its_type_not_its_text() {
+        assert!(ends_stream(b"[DONE]"));
+        assert!(ends_stream(br#"{"type":"message_stop"}"#));
+        assert!(ends_stream(
+            br#"{"type":"response.completed","response":{}}"#
+        ));
+        assert!(!ends_stream(b" [DONE]"));
+        assert!(!ends_stream(
+            br#"{"type":"content_block_delta","delta":{"text":"\"message_stop\""}}"#
+        ));
+        assert!(!ends_stream(
+            br#"{"type":"response.output_text.delta","delta":"\"response.completed\""}"#
+        ));
+        assert!(!ends_stream(br#"["message_stop"]"#));
+        assert!(!ends_stream(br#"{"choices":[]}"#));
     }
 
     #[test]

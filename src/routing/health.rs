@@ -17,7 +17,13 @@ use crate::config::Cooldown;
 pub fn now_ms() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
     let start = START.get_or_init(Instant::now);
-    start.elapsed().as_millis() as u64 + 1
+    ms_since(*start, Instant::now())
+}
+
+/// Milliseconds from `start` to `now`, plus one, so the clock's first
+/// reading is 1 (0 means "never" in the cells that store these).
+fn ms_since(start: Instant, now: Instant) -> u64 {
+    now.saturating_duration_since(start).as_millis() as u64 + 1
 }
 
 /// Why a candidate was put in cooldown.
@@ -212,6 +218,15 @@ fn backoff(failures: u32, cooldown: &Cooldown, jitter: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_clock_starts_at_one_and_counts_milliseconds() {
+        let t = Instant::now();
+        assert_eq!(ms_since(t, t), 1);
+        assert_eq!(ms_since(t, t + Duration::from_millis(2500)), 2501);
+        assert_eq!(ms_since(t + Duration::from_secs(1), t), 1);
+        assert!(now_ms() >= 1);
+    }
 
     fn cooldown(base_ms: u64, max_ms: u64) -> Cooldown {
         Cooldown {

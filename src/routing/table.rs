@@ -601,6 +601,41 @@ mod tests {
     }
 
     #[test]
+    fn azure_urls_name_the_deployment_and_the_api_version() {
+        let yaml = "api_key: k\ngroups:\n  - name: g\n    models: [{provider: az, name: my gpt}, {provider: v1, name: m}]\nproviders:\n  - {name: az, type: azure, base_url: \"https://r.openai.azure.com\", api_version: 2024-10-21, api_keys: [ka]}\n  - {name: v1, type: azure, base_url: \"https://s.openai.azure.com\", api_keys: [kb]}\n";
+        let r = routes(yaml);
+        let g = r.group("g").unwrap();
+        let (az, v1) = (&g.candidates[0], &g.candidates[1]);
+        assert_eq!(
+            az.uri(Endpoint::ChatCompletions).unwrap(),
+            "https://r.openai.azure.com/openai/deployments/my+gpt/chat/completions?api-version=2024-10-21"
+        );
+        assert_eq!(
+            az.uri(Endpoint::Embeddings).unwrap(),
+            "https://r.openai.azure.com/openai/deployments/my+gpt/embeddings?api-version=2024-10-21"
+        );
+        assert_eq!(
+            az.uri(Endpoint::Responses).unwrap(),
+            "https://r.openai.azure.com/openai/responses?api-version=2024-10-21"
+        );
+        assert!(az.uri(Endpoint::Messages).is_none());
+        assert_eq!(
+            az.provider.uri("/models").unwrap(),
+            "https://r.openai.azure.com/openai/models?api-version=2024-10-21"
+        );
+        // Without an api_version: Azure's v1 API, the model in the body.
+        assert_eq!(
+            v1.uri(Endpoint::ChatCompletions).unwrap(),
+            "https://s.openai.azure.com/openai/v1/chat/completions"
+        );
+        assert!(v1.uri(Endpoint::Messages).is_none());
+        assert_eq!(
+            v1.provider.uri("/models").unwrap(),
+            "https://s.openai.azure.com/openai/v1/models"
+        );
+    }
+
+    #[test]
     fn reservations_make_consecutive_picks_alternate_keys() {
         let r = routes(TWO_KEYS);
         let g = r.group("g").unwrap();
