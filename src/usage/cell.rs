@@ -311,6 +311,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cached_prompt_tokens_are_written_only_when_there_are_some() {
+        let plain = TokenUsage {
+            prompt_tokens: 3,
+            completion_tokens: 2,
+            total_tokens: 5,
+            cached_prompt_tokens: 0,
+        };
+        assert_eq!(
+            serde_json::to_value(plain).unwrap(),
+            serde_json::json!({"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5})
+        );
+        let cached = TokenUsage {
+            cached_prompt_tokens: 1,
+            ..plain
+        };
+        assert_eq!(serde_json::to_value(cached).unwrap()["cached_prompt_tokens"], 1);
+    }
+
+    #[test]
     fn a_reservation_counts_toward_load_until_settled() {
         let cell = Arc::new(UsageCell::default());
         let r = cell.reserve(10);
