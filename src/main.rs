@@ -561,8 +561,14 @@ providers:
 }
 
 async fn run_mock(port: u16, options: MockOptions) -> anyhow::Result<()> {
+    use axum::serve::ListenerExt;
     let listener = server::bind(&format!("127.0.0.1:{port}")).await?;
     tracing::info!(addr = %listener.local_addr()?, "mock provider listening");
+    // Events leave as written: with Nagle's algorithm on, a stream's
+    // second small write would wait for the router's delayed ACK (40 ms).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, mock::router(options))
         .with_graceful_shutdown(server::shutdown_signal())
         .await?;

@@ -12,8 +12,9 @@
 //! `tracing-opentelemetry`, so they never reach the log lines.
 //!
 //! Export never costs a request: a finished span is queued (a bounded
-//! queue: [`Pipeline`] counts what it drops instead of waiting), and a task
-//! on the main runtime exports batches. A collector that is down, slow or
+//! queue: [`Pipeline`] counts what it drops instead of waiting) without
+//! waking anything, and the SDK's batch thread hands full batches (or what
+//! its timer finds) to the exporter, which runs on the main runtime. A collector that is down, slow or
 //! refusing costs spans, counted in `llm_router_trace_export_failures_total`
 //! by reason, never memory beyond the queue nor a request's time.
 
@@ -319,9 +320,10 @@ impl Pipeline {
     /// exporter's task runs on it.
     pub fn start(settings: &Settings) -> Result<(Self, opentelemetry_sdk::trace::Tracer), String> {
         use opentelemetry::trace::TracerProvider as _;
-        use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
-        use opentelemetry_sdk::trace::{BatchConfigBuilder, Sampler};
+        use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, Sampler};
 
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| "trace export needs the Tokio runtime".to_string())?;
         let exporter = exporter(settings)?;
         let queue = if settings.capture_content {
             QUEUE_WITH_CONTENT
@@ -332,15 +334,17 @@ impl Pipeline {
         let batch = BatchConfigBuilder::default()
             .with_max_queue_size(queue)
             .with_max_export_batch_size(512.min(queue))
-            .with_max_export_timeout(settings.timeout)
             .build();
-        let processor = BatchSpanProcessor::builder(
-            Counted {
-                inner: exporter,
-                pending: pending.clone(),
-            },
-            opentelemetry_sdk::runtime::Tokio,
-        )
+        // The SDK's batch processor: a thread that takes finished spans from
+        // a channel without being woken for each (it wakes for a full batch,
+        // or on its timer), and hands batches to the exporter, which runs
+        // them on the runtime (the OTLP clients are Tokio's).
+        let processor = BatchSpanProcessor::builder(Counted {
+            inner: Arc::new(exporter),
+            pending: pending.clone(),
+            runtime,
+            timeout: settings.timeout,
+        })
         .with_batch_config(batch)
         .build();
         let resource = opentelemetry_sdk::Resource::builder()
@@ -460,17 +464,20 @@ fn https_connector()
     }
 }
 
-/// The exporter, counting the spans of failed (or abandoned) exports, and
-/// releasing their places in the queue.
+/// The exporter as the batch processor's thread sees it: each export runs
+/// on the Tokio runtime, within the export timeout; the spans of one that
+/// fails or times out are counted lost; either way their places in the
+/// queue are released.
 #[derive(Debug)]
 struct Counted<E> {
-    inner: E,
+    inner: Arc<E>,
     pending: Arc<AtomicUsize>,
+    runtime: tokio::runtime::Handle,
+    timeout: Duration,
 }
 
 /// One export's spans: released (and counted lost unless the export
-/// succeeded) when the export ends, or when the batch processor gives up
-/// on it at its timeout and drops the future.
+/// succeeded) when the export ends, however it ends.
 struct InFlight<'a> {
     pending: &'a AtomicUsize,
     spans: usize,
@@ -486,14 +493,23 @@ impl Drop for InFlight<'_> {
     }
 }
 
-impl<E: SpanExporter> SpanExporter for Counted<E> {
+impl<E: SpanExporter + 'static> SpanExporter for Counted<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        use opentelemetry_sdk::error::OTelSdkError;
         let mut in_flight = InFlight {
             pending: &self.pending,
             spans: batch.len(),
             ok: false,
         };
-        let result = self.inner.export(batch).await;
+        let (inner, timeout) = (self.inner.clone(), self.timeout);
+        let task = self
+            .runtime
+            .spawn(async move { tokio::time::timeout(timeout, inner.export(batch)).await });
+        let result = match task.await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_elapsed)) => Err(OTelSdkError::Timeout(timeout)),
+            Err(e) => Err(OTelSdkError::InternalFailure(e.to_string())),
+        };
         in_flight.ok = result.is_ok();
         result
     }
@@ -507,7 +523,11 @@ impl<E: SpanExporter> SpanExporter for Counted<E> {
     }
 
     fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
-        self.inner.set_resource(resource);
+        // Called once, when the provider is built: before any export
+        // holds a clone.
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.set_resource(resource);
+        }
     }
 }
 

@@ -326,7 +326,10 @@ mod tests {
             cached_prompt_tokens: 1,
             ..plain
         };
-        assert_eq!(serde_json::to_value(cached).unwrap()["cached_prompt_tokens"], 1);
+        assert_eq!(
+            serde_json::to_value(cached).unwrap()["cached_prompt_tokens"],
+            1
+        );
     }
 
     #[test]
