@@ -28,12 +28,21 @@ impl EventSplitter {
     /// The next complete event, if the buffer holds one.
     pub fn next_event(&mut self) -> Option<Bytes> {
         loop {
-            let rest = &self.buf[self.scanned..];
-            let i = self.scanned + rest.iter().position(|&b| b == b'\n' || b == b'\r')?;
+            let Some(at) = memchr::memchr2(b'\n', b'\r', &self.buf[self.scanned..]) else {
+                // No line ends in what is held: the next push is scanned
+                // from its own first byte, so an event arriving in many
+                // reads costs its length once, not once per read.
+                self.scanned = self.buf.len();
+                return None;
+            };
+            let i = self.scanned + at;
             let end = match self.buf[i] {
                 b'\n' => i + 1,
                 // A lone `\r` at the end might be half of `\r\n`: wait.
-                _ if i + 1 == self.buf.len() => return None,
+                _ if i + 1 == self.buf.len() => {
+                    self.scanned = i;
+                    return None;
+                }
                 _ if self.buf[i + 1] == b'\n' => i + 2,
                 _ => i + 1,
             };
@@ -235,6 +244,27 @@ mod tests {
         s.push(b"tial\n\n");
         assert!(s.next_event().is_some());
         assert_eq!(s.pending(), 0);
+    }
+
+    #[test]
+    fn bytes_already_scanned_are_not_scanned_again() {
+        // A provider's event that never ends arrives in many reads: each
+        // read is looked at once (the cost of an event is linear in its
+        // length), whatever waits at the end of the buffer.
+        let mut s = EventSplitter::default();
+        s.push(b"data: aaaa");
+        assert_eq!(s.next_event(), None);
+        assert_eq!(s.scanned, 10);
+        s.push(b"bbbb\r");
+        assert_eq!(s.next_event(), None);
+        // The lone `\r` is looked at again with the next read.
+        assert_eq!(s.scanned, 14);
+        s.push(b"\n\r\n");
+        assert_eq!(
+            s.next_event().as_deref(),
+            Some(&b"data: aaaabbbb\r\n\r\n"[..])
+        );
+        assert_eq!((s.scanned, s.pending()), (0, 0));
     }
 
     #[test]
