@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use axum::Router;
-use axum::middleware::{from_fn, from_fn_with_state, map_response};
-use axum::response::{IntoResponse, Response};
+use axum::extract::Request;
+use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::response::Response;
 use axum::routing::{get, post};
-use http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -16,6 +17,7 @@ use crate::app::AppState;
 use crate::config::CorsConfig;
 use crate::http::error::ApiError;
 use crate::http::{auth, meta, proxy, request_id};
+use crate::payload::Api;
 
 /// Builds the HTTP services: the public one, and the operator one when
 /// `admin_listen` puts `/admin`, `/ui` and `/metrics` on their own listener.
@@ -53,7 +55,7 @@ pub fn routers(app: AppState) -> (Router, Option<Router>) {
 fn finish(router: Router<AppState>, app: AppState) -> Router {
     router
         .fallback(not_found)
-        .layer(map_response(json_405))
+        .layer(from_fn(json_405))
         // Fastest level: JSON bodies here are small, and default brotli
         // quality costs more CPU than the whole proxy hop.
         .layer(
@@ -64,18 +66,31 @@ fn finish(router: Router<AppState>, app: AppState) -> Router {
         .with_state(app)
 }
 
-async fn not_found() -> ApiError {
-    ApiError::NotFound
+/// The wire format a client calling `path` reads errors in: Anthropic's
+/// under `/v1/messages` (its SDKs also call `/v1/messages/batches`, which
+/// the router does not serve), OpenAI's elsewhere.
+fn api_of(path: &str) -> Api {
+    match path.strip_prefix("/v1/messages") {
+        Some("") => Api::Anthropic,
+        Some(rest) if rest.starts_with('/') => Api::Anthropic,
+        _ => Api::OpenAi,
+    }
+}
+
+async fn not_found(uri: Uri) -> Response {
+    ApiError::NotFound.response_in(api_of(uri.path()))
 }
 
 /// axum answers a wrong method with an empty 405 and an `Allow` header;
-/// keep the header, add the OpenAI-shaped body.
-async fn json_405(response: Response) -> Response {
+/// keep the header, add a body in the caller's error format.
+async fn json_405(request: Request, next: Next) -> Response {
+    let api = api_of(request.uri().path());
+    let response = next.run(request).await;
     if response.status() != StatusCode::METHOD_NOT_ALLOWED {
         return response;
     }
     let allow = response.headers().get(header::ALLOW).cloned();
-    let mut out = ApiError::MethodNotAllowed.into_response();
+    let mut out = ApiError::MethodNotAllowed.response_in(api);
     if let Some(allow) = allow {
         out.headers_mut().insert(header::ALLOW, allow);
     }

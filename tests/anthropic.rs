@@ -473,6 +473,35 @@ async fn errors_on_the_messages_api_have_anthropics_shape() {
         .await
         .unwrap();
     check(bad, 400, "invalid_request_error").await;
+    // Parts of the Messages API the router does not serve, and a wrong
+    // method, answer in the same shape; other paths keep OpenAI's.
+    let batches = client()
+        .post(router.url("/v1/messages/batches"))
+        .header("x-api-key", CLIENT_KEY)
+        .json(&json!({"requests": []}))
+        .send()
+        .await
+        .unwrap();
+    check(batches, 404, "not_found_error").await;
+    let get = client()
+        .get(router.url("/v1/messages"))
+        .header("x-api-key", CLIENT_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert!(get.headers().contains_key("allow"));
+    check(get, 405, "invalid_request_error").await;
+    let elsewhere = client()
+        .post(router.url("/v1/messagesx"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), 404);
+    let v: Value = elsewhere.json().await.unwrap();
+    assert!(
+        v["error"]["message"].is_string() && v.get("type").is_none(),
+        "{v}"
+    );
     // A provider's own error passes through as it is.
     up.set(
         "sk-ant",
