@@ -310,6 +310,32 @@ impl Client {
         self.tokens_metric.inc_by(tokens);
     }
 
+    /// How much of each budget this key has used, in the current window or
+    /// for all time: `("tokens", 0.42)`, `("usd", 1.0)`; 1 or more means
+    /// spent. Empty when the key has no budget.
+    pub fn budget_used(&self) -> Vec<(&'static str, f64)> {
+        self.budget_used_at(now_secs_f64())
+    }
+
+    fn budget_used_at(&self, now: f64) -> Vec<(&'static str, f64)> {
+        let budget = &self.budget;
+        if budget.tokens.is_none() && budget.nanos.is_none() {
+            return Vec::new();
+        }
+        let spent = budget.cell(now).totals();
+        // A budget of zero is spent before anything is.
+        let share = |spent: u64, of: u64| {
+            if of == 0 {
+                1.0
+            } else {
+                spent as f64 / of as f64
+            }
+        };
+        let tokens = budget.tokens.map(|of| ("tokens", share(spent.tokens, of)));
+        let usd = budget.nanos.map(|of| ("usd", share(spent.cost_nanos, of)));
+        tokens.into_iter().chain(usd).collect()
+    }
+
     /// Limits, for the admin API.
     pub fn view(&self) -> serde_json::Value {
         self.view_at(now_secs_f64())
@@ -750,6 +776,36 @@ mod tests {
         assert_eq!(v["budget_usd"], 0.5);
         assert_eq!(v["cost_usd"], 0.5);
         assert_eq!(v["budget_spent_usd"], 0.5);
+    }
+
+    #[test]
+    fn the_share_of_each_budget_used_is_reported_per_window() {
+        assert!(with_budget("rpm: 5").budget_used_at(T0).is_empty());
+        let c = with_budget("budget_usd: 2, budget_tokens: 1000, budget_window: 1d");
+        let day = 86_400.0;
+        let noon = (T0 / day).floor() * day + day / 2.0;
+        assert_eq!(c.budget_used_at(noon), [("tokens", 0.0), ("usd", 0.0)]);
+        c.record_at(spent(250, 500_000_000), 0, 250, noon);
+        assert_eq!(
+            c.budget_used_at(noon + 1.0),
+            [("tokens", 0.25), ("usd", 0.25)]
+        );
+        c.record_at(spent(1_000, 1_500_000_000), 0, 1_000, noon + 2.0);
+        assert_eq!(
+            c.budget_used_at(noon + 3.0),
+            [("tokens", 1.25), ("usd", 1.0)]
+        );
+        // A new window starts from nothing.
+        assert_eq!(
+            c.budget_used_at(noon + day),
+            [("tokens", 0.0), ("usd", 0.0)]
+        );
+        // Only the budgets the key has; a zero budget is spent.
+        let c = with_budget("budget_tokens: 0");
+        assert_eq!(c.budget_used_at(T0), [("tokens", 1.0)]);
+        let c = with_budget("budget_tokens: 100");
+        c.record_at(spent(50, 7), 0, 50, T0);
+        assert_eq!(c.budget_used_at(T0), [("tokens", 0.5)]);
     }
 
     #[test]

@@ -272,18 +272,19 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
         "alerts",
         &alerts,
         "requests_total store_healthy provider_up cooldown_active key_cooldown_active \
-         client_cost_usd_total config_reloads_total trace_export_failures_total",
+         client_cost_usd_total client_budget_used_ratio config_reloads_total \
+         trace_export_failures_total",
     );
 
     // A failing key (upstream errors, failover, cooldown), a price (cost), a
     // client key at its rpm (client metrics), a cached group (cache metrics),
-    // a refused request, a stream, a reload.
+    // a refused request, a stream, a reload; the key's budget (its share used).
     let up = MockUpstream::start().await;
     up.set("k-bad", Behavior::status(500));
     let url = up.base_url();
     let router = RouterProcess::start(&format!(
         "host: 127.0.0.1\nport: 0\napi_key: {CLIENT_KEY}\nadmin_key: admin-key-deploy\nstore: memory\n\
-         client_keys: [{{name: team, key: team-key-1, rpm: 2}}]\n\
+         client_keys: [{{name: team, key: team-key-1, rpm: 2, budget_usd: 100}}]\n\
          groups:\n  - {{name: g, models: [{{provider: bad, name: m}}, {{weight: 1, provider: p, name: m}}]}}\n  \
          - {{name: cached, cache: true, models: [{{provider: p, name: m}}]}}\n\
          providers:\n  - {{name: p, base_url: {url:?}, api_keys: [k1], prices: {{m: {{input: 1, output: 1}}}}}}\n  \

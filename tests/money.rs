@@ -215,10 +215,20 @@ async fn a_spent_dollar_budget_is_refused_and_stays_spent_across_a_restart() {
         v["error"]["message"].as_str().unwrap().contains("$0.00"),
         "{v}"
     );
+    // The share of the budget used is a metric (for the alert).
+    let used = |text: &str| {
+        metric(
+            text,
+            "llm_router_client_budget_used_ratio{client=\"team\",budget=\"usd\"}",
+        )
+    };
+    let spent = used(&metrics_text(&router).await).unwrap();
+    assert!((spent - 1.55).abs() < 1e-9, "{spent}");
     // Written behind within a second; a restart still knows.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let router = router.restart();
     assert_eq!(team_chat(&router).await.status(), 429);
+    assert_eq!(used(&metrics_text(&router).await), Some(spent));
     assert_eq!(up.requests().len(), 2);
 }
 

@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 
 use super::AppState;
-use crate::metrics::{CandidateLabels, ProviderLabels};
+use crate::metrics::{BudgetLabels, CandidateLabels, ProviderLabels};
 use crate::routing::now_ms;
 
 /// The configured groups (and aliases), in OpenAI's list shape, or in
@@ -64,6 +64,18 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
                 provider: p.name.to_string(),
             })
             .set(i64::from(!p.health.state(now).cooling_down));
+    }
+    // Keys removed by a reload leave no series behind.
+    m.client_budget_used.clear();
+    for client in runtime.clients.list() {
+        for (budget, used) in client.budget_used() {
+            m.client_budget_used
+                .get_or_create(&BudgetLabels {
+                    client: client.name.to_string(),
+                    budget: budget.to_string(),
+                })
+                .set(used);
+        }
     }
     if let Some(bytes) = app.cache.as_ref().and_then(|c| c.bytes()) {
         m.cache_bytes.set(bytes as i64);

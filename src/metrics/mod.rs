@@ -183,6 +183,13 @@ pub struct ClientLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetLabels {
+    pub client: String,
+    /// `tokens` or `usd`.
+    pub budget: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
@@ -230,6 +237,8 @@ pub struct Metrics {
     pub client_limited: Family<ClientLabels, Counter>,
     pub cost: Family<ProviderModelLabels, UsdCounter>,
     pub client_cost: Family<ClientLabels, UsdCounter>,
+    /// Set at each scrape from the client keys' budgets.
+    pub client_budget_used: Family<BudgetLabels, Gauge<f64, AtomicU64>>,
     pub cache_requests: Family<CacheLabels, Counter>,
     pub cache_bytes: Gauge,
     pub cache_saved_tokens: Family<GroupLabels, Counter>,
@@ -276,6 +285,7 @@ impl Metrics {
             client_limited: Family::default(),
             cost: Family::default(),
             client_cost: Family::default(),
+            client_budget_used: Family::default(),
             cache_requests: Family::default(),
             cache_bytes: Gauge::default(),
             cache_saved_tokens: Family::default(),
@@ -419,6 +429,11 @@ impl Metrics {
             "client_cost_usd",
             "Money spent, in US dollars, by client key name",
             m.client_cost.clone(),
+        );
+        r.register(
+            "client_budget_used_ratio",
+            "Share of a client key's budget used in its current window (or for all time), by client and budget (tokens, usd); 1 means spent",
+            m.client_budget_used.clone(),
         );
         r.register(
             "cache_requests",
