@@ -8,7 +8,7 @@
 
 use serde_json::{Value, json};
 
-use super::anthropic::{Answer, ToolCall};
+use super::message::{Answer, ToolCall};
 use super::sse::Frame;
 
 /// Characters per `partial_json` fragment of a tool input.

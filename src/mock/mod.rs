@@ -17,6 +17,7 @@ mod anthropic;
 mod chat;
 mod completions;
 mod embeddings;
+mod message;
 mod messages_stream;
 mod models;
 mod responses;
