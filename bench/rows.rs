@@ -230,5 +230,29 @@ pub fn run(bin: &Path, dir: &Path, duration: Duration, slices: u32) -> anyhow::R
             oha.errors
         ));
     }
+    // Spans the traced router dropped would be work it did not do: say so.
+    let dropped = trace_export_failures(traced_port)?;
+    out.push_str(&format!(
+        "\nSpans the traced router lost on the way to the collector: {dropped}.\n"
+    ));
     Ok(out)
+}
+
+/// The sum of `llm_router_trace_export_failures_total` on the router at
+/// `port` (spans dropped, whatever the reason).
+fn trace_export_failures(port: u16) -> anyhow::Result<f64> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let text = rt.block_on(async {
+        reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await?
+            .text()
+            .await
+    })?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("llm_router_trace_export_failures_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
 }
