@@ -899,6 +899,78 @@ mod tests {
             assert!(!state(&c.provider.health).cooling_down);
         }
 
+        #[test]
+        fn each_candidate_gets_the_body_of_its_api_and_only_those_with_one_serve() {
+            let yaml = "api_key: k\ngroups:\n  - name: g\n    models: [{provider: o, name: m}, {provider: a1, name: m}, {provider: a2, name: m}]\nproviders:\n  - {name: o, base_url: \"http://o/v1\", api_keys: [k]}\n  - {name: a1, type: anthropic, base_url: \"http://a1/v1\", api_keys: [k]}\n  - {name: a2, type: anthropic, base_url: \"http://a2/v1\", api_keys: [k]}\n";
+            let config = Config::parse(yaml, Format::Yaml).unwrap();
+            let routes = Routes::build(
+                &config,
+                &Arc::new(Ledger::new()),
+                &Arc::new(HealthBook::default()),
+                &Arc::new(Metrics::new()),
+            );
+            let group = routes.group("g").unwrap();
+            let on = |name: &str| {
+                group
+                    .candidates
+                    .iter()
+                    .find(|c| &*c.provider.name == name)
+                    .unwrap()
+            };
+            let prepared = |body: &'static [u8]| Prepared {
+                body: Bytes::from_static(body),
+                parsed: crate::payload::parse(body).unwrap(),
+            };
+            let own = br#"{"model":"own","messages":[]}"#;
+            let (one, two) = (
+                br#"{"model":"a1","messages":[]}"#,
+                br#"{"model":"a2","messages":[]}"#,
+            );
+            let body_of =
+                |bodies: &Bodies, name: &str| bodies.get(on(name)).map(|p| p.body.clone());
+            let both = Bodies {
+                client_api: Api::OpenAi,
+                own: prepared(own),
+                translated: vec![("a1".into(), prepared(one)), ("a2".into(), prepared(two))],
+            };
+            assert_eq!(body_of(&both, "o").as_deref(), Some(&own[..]));
+            assert_eq!(body_of(&both, "a1").as_deref(), Some(&one[..]));
+            assert_eq!(body_of(&both, "a2").as_deref(), Some(&two[..]));
+
+            // a1 could not take this request: no body, so it is not tried.
+            let only_a2 = Bodies {
+                translated: vec![("a2".into(), prepared(two))],
+                ..both.clone()
+            };
+            assert_eq!(body_of(&only_a2, "a1"), None);
+            let plan = |endpoint: Endpoint, bodies: &Bodies, f: &dyn Fn(&Plan) -> Vec<bool>| {
+                f(&Plan {
+                    group,
+                    endpoint,
+                    bodies,
+                    body_len: 0,
+                    query: None,
+                    headers: &HeaderMap::new(),
+                    max_attempts: 3,
+                    first_byte: Duration::from_secs(5),
+                    deadline: Instant::now(),
+                    cooldown: &Cooldown::default(),
+                    trace: &Trace::off(),
+                    penalties: Penalties::default(),
+                })
+            };
+            let serving = |p: &Plan| ["o", "a1", "a2"].map(|n| p.serves(on(n))).to_vec();
+            assert_eq!(
+                plan(Endpoint::ChatCompletions, &only_a2, &serving),
+                [true, false, true]
+            );
+            // An endpoint Anthropic's API has no counterpart for.
+            assert_eq!(
+                plan(Endpoint::Embeddings, &only_a2, &serving),
+                [true, false, false]
+            );
+        }
+
         #[tokio::test]
         async fn a_spent_deadline_sends_nothing() {
             let (url, seen) = provider().await;
