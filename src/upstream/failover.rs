@@ -971,6 +971,97 @@ mod tests {
             );
         }
 
+        #[test]
+        fn anthropic_requests_carry_a_version_and_the_clients_query_only_when_passed_through() {
+            let yaml = "api_key: k\ngroups:\n  - name: g\n    models: [{provider: o, name: m}, {provider: a, name: m}]\nproviders:\n  - {name: o, base_url: \"http://o/v1\", api_keys: [k]}\n  - {name: a, type: anthropic, anthropic_version: \"2023-06-01\", base_url: \"http://a/v1\", api_keys: [k]}\n";
+            let config = Config::parse(yaml, Format::Yaml).unwrap();
+            let routes = Routes::build(
+                &config,
+                &Arc::new(Ledger::new()),
+                &Arc::new(HealthBook::default()),
+                &Arc::new(Metrics::new()),
+            );
+            let group = routes.group("g").unwrap();
+            let (o, a) = (&group.candidates[0], &group.candidates[1]);
+            let body = br#"{"model":"g","max_tokens":5,"messages":[]}"#;
+            let prepared = Prepared {
+                body: Bytes::from_static(body),
+                parsed: crate::payload::parse(body).unwrap(),
+            };
+            // A client of `client_api`, with `headers`: the request to `c`.
+            let request = |client_api: Api, headers: &HeaderMap, c: &Candidate| {
+                let bodies = Bodies {
+                    client_api,
+                    own: prepared.clone(),
+                    translated: vec![
+                        ("a".into(), prepared.clone()),
+                        ("o".into(), prepared.clone()),
+                    ],
+                };
+                let endpoint = match client_api {
+                    Api::Anthropic => Endpoint::Messages,
+                    Api::OpenAi => Endpoint::ChatCompletions,
+                };
+                let plan = Plan {
+                    group,
+                    endpoint,
+                    bodies: &bodies,
+                    body_len: body.len(),
+                    query: Some("beta=true"),
+                    headers,
+                    max_attempts: 1,
+                    first_byte: Duration::from_secs(5),
+                    deadline: Instant::now(),
+                    cooldown: &Cooldown::default(),
+                    trace: &Trace::off(),
+                    penalties: Penalties::default(),
+                };
+                request_for(&plan, c).unwrap()
+            };
+            let version = |r: &http::Request<RequestBody>| {
+                r.headers()
+                    .get("anthropic-version")
+                    .map(|v| v.to_str().unwrap().to_string())
+            };
+            let none = HeaderMap::new();
+            let mut versioned = HeaderMap::new();
+            versioned.insert("anthropic-version", HeaderValue::from_static("2024-01-01"));
+
+            // Passed through to Anthropic: the client's query and version go.
+            let r = request(Api::Anthropic, &versioned, a);
+            assert_eq!(r.uri(), "http://a/v1/messages?beta=true");
+            assert_eq!(version(&r).as_deref(), Some("2024-01-01"));
+            // Without one from the client: the provider's.
+            let r = request(Api::Anthropic, &none, a);
+            assert_eq!(version(&r).as_deref(), Some("2023-06-01"));
+            // Translated for Anthropic: a version, but not the other API's query.
+            let r = request(Api::OpenAi, &none, a);
+            assert_eq!(r.uri(), "http://a/v1/messages");
+            assert_eq!(version(&r).as_deref(), Some("2023-06-01"));
+            // To OpenAI's API: neither.
+            for client in [Api::OpenAi, Api::Anthropic] {
+                let r = request(client, &versioned, o);
+                assert_eq!(r.uri(), "http://o/v1/chat/completions");
+                assert_eq!(version(&r), None);
+            }
+        }
+
+        #[test]
+        fn answers_are_sorted_into_failures_or_the_clients() {
+            let answer =
+                |status: u16| classify(&http::Response::builder().status(status).body(()).unwrap());
+            for status in [200, 400, 404, 422] {
+                assert!(answer(status).is_none(), "{status}");
+            }
+            assert!(matches!(answer(301), Some(Failure::Redirected(301))));
+            assert!(matches!(answer(302), Some(Failure::Redirected(302))));
+            assert!(matches!(answer(401), Some(Failure::KeyRejected(401))));
+            assert!(matches!(answer(403), Some(Failure::KeyRejected(403))));
+            assert!(matches!(answer(429), Some(Failure::RateLimited { .. })));
+            assert!(matches!(answer(503), Some(Failure::Status(503))));
+            assert!(matches!(answer(529), Some(Failure::Status(529))));
+        }
+
         #[tokio::test]
         async fn a_spent_deadline_sends_nothing() {
             let (url, seen) = provider().await;
