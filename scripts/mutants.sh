@@ -46,7 +46,10 @@ mkdir -p target
 status=0
 cargo mutants "${args[@]}" || status=$?
 out=target/mutants/mutants.out
-count() { [ -f "$out/$1.txt" ] && grep -c . "$out/$1.txt" || echo 0; }
+# Lines in a result file; grep -c prints 0 (and fails) on an empty one.
+count() {
+  if [ -f "$out/$1.txt" ]; then grep -c . "$out/$1.txt" || true; else echo 0; fi
+}
 caught=$(count caught)
 missed=$(count missed)
 timeout=$(count timeout)
