@@ -303,6 +303,13 @@ mod tests {
         ));
         assert!(!ends_stream(br#"["message_stop"]"#));
         assert!(!ends_stream(br#"{"choices":[]}"#));
+        // The name as a value of another member is not the type.
+        assert!(!ends_stream(
+            br#"{"type":"content_block_start","name":"message_stop"}"#
+        ));
+        assert!(!ends_stream(
+            br#"{"type":"ping","note":"response.completed"}"#
+        ));
     }
 
     #[test]
