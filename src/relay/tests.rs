@@ -11,22 +11,15 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::accounting::{Billing, Exchange, RequestInfo, Routed};
-use crate::config::{Config, Format};
 use crate::metrics::Metrics;
 use crate::payload::Api;
-use crate::routing::{HealthBook, Routes};
+use crate::routing::Routes;
 use crate::usage::Penalties;
-use crate::usage::{Ledger, Totals};
+use crate::usage::Totals;
 
 fn exchange() -> (Exchange, Arc<crate::routing::Group>) {
     let yaml = "api_key: k\ngroups:\n  - name: g\n    models: [{provider: p, name: m}]\nproviders:\n  - {name: p, base_url: \"http://x\", api_keys: [a]}\n";
-    let config = Config::parse(yaml, Format::Yaml).unwrap();
-    let routes = Routes::build(
-        &config,
-        &Arc::new(Ledger::new()),
-        &Arc::new(HealthBook::default()),
-        &Arc::new(Metrics::new()),
-    );
+    let routes = Routes::from_yaml(yaml);
     let group = routes.group("g").unwrap().clone();
     let reservation = group.candidates[0].usage.reserve(4);
     let info = RequestInfo {

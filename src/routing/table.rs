@@ -326,6 +326,20 @@ impl std::fmt::Debug for Routes {
 }
 
 impl Routes {
+    /// For tests: the table of a YAML config, which must be valid, with
+    /// fresh usage, health and metrics.
+    #[cfg(test)]
+    pub fn from_yaml(yaml: &str) -> Self {
+        let config = Config::parse(yaml, crate::config::Format::Yaml).unwrap();
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        Self::build(
+            &config,
+            &Arc::new(Ledger::new()),
+            &Arc::new(HealthBook::default()),
+            &Arc::new(Metrics::new()),
+        )
+    }
+
     /// Builds the table. `config` must be valid (see `Config::validate`).
     pub fn build(
         config: &Config,
@@ -561,18 +575,10 @@ impl Cells {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Format;
     use crate::routing::now_ms;
 
     fn routes(yaml: &str) -> Routes {
-        let config = Config::parse(yaml, Format::Yaml).unwrap();
-        assert!(config.validate().is_empty(), "{:?}", config.validate());
-        Routes::build(
-            &config,
-            &Arc::new(Ledger::new()),
-            &Arc::new(HealthBook::default()),
-            &Arc::new(Metrics::new()),
-        )
+        Routes::from_yaml(yaml)
     }
 
     const TWO_KEYS: &str = "api_key: k\ngroups:\n  - name: g\n    models:\n      - {weight: 1, provider: p, name: m1}\n      - {weight: 2, provider: q, name: m2}\nproviders:\n  - {name: p, base_url: \"http://a/v1/\", api_keys: [ka, kb]}\n  - {name: q, base_url: \"http://b\", api_keys: [kc]}\n";

@@ -742,10 +742,8 @@ mod tests {
 
     mod attempts {
         use super::super::*;
-        use crate::config::{Config, Format};
         use crate::metrics::Metrics;
-        use crate::routing::{HealthBook, Routes};
-        use crate::usage::Ledger;
+        use crate::routing::Routes;
         use std::sync::Arc;
         use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -776,13 +774,7 @@ mod tests {
             let yaml = format!(
                 "api_key: k\ngroups:\n  - name: g\n    models: [{{provider: p, name: m}}]\nproviders:\n  - {{name: p, base_url: \"{base_url}\", api_keys: [{keys}]}}\n"
             );
-            let config = Config::parse(&yaml, Format::Yaml).unwrap();
-            Routes::build(
-                &config,
-                &Arc::new(Ledger::new()),
-                &Arc::new(HealthBook::default()),
-                &Arc::new(Metrics::new()),
-            )
+            Routes::from_yaml(&yaml)
         }
 
         async fn run(
@@ -902,13 +894,7 @@ mod tests {
         #[test]
         fn each_candidate_gets_the_body_of_its_api_and_only_those_with_one_serve() {
             let yaml = "api_key: k\ngroups:\n  - name: g\n    models: [{provider: o, name: m}, {provider: a1, name: m}, {provider: a2, name: m}]\nproviders:\n  - {name: o, base_url: \"http://o/v1\", api_keys: [k]}\n  - {name: a1, type: anthropic, base_url: \"http://a1/v1\", api_keys: [k]}\n  - {name: a2, type: anthropic, base_url: \"http://a2/v1\", api_keys: [k]}\n";
-            let config = Config::parse(yaml, Format::Yaml).unwrap();
-            let routes = Routes::build(
-                &config,
-                &Arc::new(Ledger::new()),
-                &Arc::new(HealthBook::default()),
-                &Arc::new(Metrics::new()),
-            );
+            let routes = Routes::from_yaml(yaml);
             let group = routes.group("g").unwrap();
             let on = |name: &str| {
                 group
@@ -974,13 +960,7 @@ mod tests {
         #[test]
         fn anthropic_requests_carry_a_version_and_the_clients_query_only_when_passed_through() {
             let yaml = "api_key: k\ngroups:\n  - name: g\n    models: [{provider: o, name: m}, {provider: a, name: m}]\nproviders:\n  - {name: o, base_url: \"http://o/v1\", api_keys: [k]}\n  - {name: a, type: anthropic, anthropic_version: \"2023-06-01\", base_url: \"http://a/v1\", api_keys: [k]}\n";
-            let config = Config::parse(yaml, Format::Yaml).unwrap();
-            let routes = Routes::build(
-                &config,
-                &Arc::new(Ledger::new()),
-                &Arc::new(HealthBook::default()),
-                &Arc::new(Metrics::new()),
-            );
+            let routes = Routes::from_yaml(yaml);
             let group = routes.group("g").unwrap();
             let (o, a) = (&group.candidates[0], &group.candidates[1]);
             let body = br#"{"model":"g","max_tokens":5,"messages":[]}"#;

@@ -93,17 +93,10 @@ pub async fn probe(upstream: &Upstream, provider: &Provider) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, Format};
     use std::time::Duration;
 
     fn routes(yaml: &str) -> Routes {
-        let config = Config::parse(yaml, Format::Yaml).unwrap();
-        Routes::build(
-            &config,
-            &Default::default(),
-            &Default::default(),
-            &Default::default(),
-        )
+        Routes::from_yaml(yaml)
     }
 
     #[test]
