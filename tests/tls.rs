@@ -73,6 +73,15 @@ fn presented(r: &reqwest::Response) -> Vec<u8> {
         .to_vec()
 }
 
+/// Waits until a new connection to `served` is shown `cert`.
+async fn wait_until_serving(ca: &Ca, served: &Served, cert: &Pair, what: &str) {
+    wait_for(what, Duration::from_secs(10), async || {
+        let r = chat_over(&trusting(ca).build().unwrap(), served).await;
+        presented(&r) == cert.der
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn https_serves_http2_and_http1_and_the_openai_sdk() {
     let ca = Ca::new("test ca");
@@ -179,15 +188,7 @@ async fn a_rotated_certificate_serves_new_connections_without_a_restart() {
 
     // The key lands: new connections get the new certificate.
     std::fs::write(dir.join("server.key"), &second.key).unwrap();
-    wait_for(
-        "the new certificate served",
-        Duration::from_secs(10),
-        async || {
-            let r = chat_over(&trusting(&ca).build().unwrap(), &served).await;
-            presented(&r) == second.der
-        },
-    )
-    .await;
+    wait_until_serving(&ca, &served, &second, "the new certificate served").await;
     assert_eq!(served.router.pid(), pid, "no restart");
     let text = metrics_text_over(&https, &served).await;
     assert!(metric(&text, "llm_router_tls_reloads_total{code=\"ok\"}").unwrap() >= 1.0);
@@ -204,15 +205,7 @@ async fn a_rotated_certificate_serves_new_connections_without_a_restart() {
     std::fs::write(dir.join("server.key"), &third.key).unwrap();
     std::fs::write(dir.join("server.crt"), &third.cert).unwrap();
     served.router.signal("HUP");
-    wait_for(
-        "the third certificate served",
-        Duration::from_secs(10),
-        async || {
-            let r = chat_over(&trusting(&ca).build().unwrap(), &served).await;
-            presented(&r) == third.der
-        },
-    )
-    .await;
+    wait_until_serving(&ca, &served, &third, "the third certificate served").await;
 }
 
 fn unix_now() -> f64 {

@@ -65,6 +65,8 @@ use axum::routing::{get, post};
 use http::{HeaderMap, StatusCode, Uri};
 use serde_json::{Value, json};
 
+use super::serve_on_loopback;
+
 /// `usage.input_tokens` of every answer (uncached prompt tokens).
 pub const INPUT_TOKENS: u64 = 11;
 /// `usage.cache_read_input_tokens` of every answer. OpenAI's `prompt_tokens`
@@ -214,11 +216,7 @@ impl AnthropicUpstream {
             .route("/v1/models/{id}", get(model_get))
             .fallback(not_found)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let addr = serve_on_loopback(app).await;
         Self { addr, state }
     }
 

@@ -25,6 +25,17 @@ pub mod pki;
 pub mod raw;
 pub mod sdk;
 
+/// Serves `app` on a free loopback port, for as long as the test runs;
+/// returns its address.
+pub async fn serve_on_loopback(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    addr
+}
+
 // ---------------------------------------------------------------- upstream
 
 /// What the mock upstream does for requests made with one API key.
@@ -101,11 +112,7 @@ impl MockUpstream {
             .route("/v1/embeddings", post(upstream_other))
             .route("/v1/responses", post(upstream_other))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let addr = serve_on_loopback(app).await;
         Self { addr, state }
     }
 
