@@ -66,25 +66,14 @@ fn finish(router: Router<AppState>, app: AppState) -> Router {
         .with_state(app)
 }
 
-/// The wire format a client calling `path` reads errors in: Anthropic's
-/// under `/v1/messages` (its SDKs also call `/v1/messages/batches`, which
-/// the router does not serve), OpenAI's elsewhere.
-fn api_of(path: &str) -> Api {
-    match path.strip_prefix("/v1/messages") {
-        Some("") => Api::Anthropic,
-        Some(rest) if rest.starts_with('/') => Api::Anthropic,
-        _ => Api::OpenAi,
-    }
-}
-
 async fn not_found(uri: Uri) -> Response {
-    ApiError::NotFound.response_in(api_of(uri.path()))
+    ApiError::NotFound.response_in(Api::of_path(uri.path()))
 }
 
 /// axum answers a wrong method with an empty 405 and an `Allow` header;
 /// keep the header, add a body in the caller's error format.
 async fn json_405(request: Request, next: Next) -> Response {
-    let api = api_of(request.uri().path());
+    let api = Api::of_path(request.uri().path());
     let response = next.run(request).await;
     if response.status() != StatusCode::METHOD_NOT_ALLOWED {
         return response;

@@ -59,7 +59,6 @@ pub async fn require_client_key(
         request.extensions_mut().insert(caller);
         return next.run(request).await;
     }
-    let api =
-        crate::payload::Endpoint::from_path(request.uri().path()).map_or(Api::OpenAi, |e| e.api());
+    let api = Api::of_path(request.uri().path());
     unauthorized(&app, request.extensions().get::<RequestInfo>(), api)
 }

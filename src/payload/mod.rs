@@ -30,6 +30,19 @@ pub enum Api {
     Anthropic,
 }
 
+impl Api {
+    /// The wire format a client calling `path` speaks, and reads errors in:
+    /// Anthropic's under `/v1/messages` (its SDKs also call paths there the
+    /// router does not serve, such as `/v1/messages/batches`), OpenAI's
+    /// elsewhere.
+    pub fn of_path(path: &str) -> Api {
+        match path.strip_prefix("/v1/messages") {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => Api::Anthropic,
+            _ => Api::OpenAi,
+        }
+    }
+}
+
 /// The endpoints the router serves, and what differs between them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {

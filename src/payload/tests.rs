@@ -158,3 +158,17 @@ proptest! {
         if let Ok(p) = parse(&bytes) { let _ = p.rewrite(&bytes, b"\"m\""); }
     }
 }
+
+#[test]
+fn paths_under_messages_are_anthropics() {
+    for path in [
+        "/v1/messages",
+        "/v1/messages/count_tokens",
+        "/v1/messages/batches",
+    ] {
+        assert_eq!(Api::of_path(path), Api::Anthropic, "{path}");
+    }
+    for path in ["/v1/messagesx", "/v1/chat/completions", "/v1/models", "/"] {
+        assert_eq!(Api::of_path(path), Api::OpenAi, "{path}");
+    }
+}
