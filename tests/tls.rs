@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use common::pki::{Ca, Pair};
+use common::tls_upstream::TlsUpstream;
 use common::*;
 use serde_json::{Value, json};
 
@@ -519,4 +520,93 @@ async fn the_admin_listener_has_its_own_certificate() {
         .await
         .unwrap();
     assert_eq!(presented(&r), public.der);
+}
+
+/// A router whose two groups go to `two` and `one`, trusting the roots in
+/// `ca_file` (through `SSL_CERT_FILE`, as rustls-native-certs reads it).
+fn upstream_router(two: &str, one: &str, ca_file: Option<&std::path::Path>) -> RouterProcess {
+    let cfg = format!(
+        "host: 127.0.0.1\nport: 0\napi_key: {CLIENT_KEY}\ngroups:\n  - name: two\n    models: [{{weight: 1, provider: two, name: m}}]\n  - name: one\n    models: [{{weight: 1, provider: one, name: m}}]\nproviders:\n  - {{name: two, base_url: \"{two}\", api_keys: [sk-upstream-two-3f9]}}\n  - {{name: one, base_url: \"{one}\", api_keys: [sk-upstream-one-8c1]}}\n"
+    );
+    let ca = ca_file.map(|f| f.to_str().unwrap().to_string());
+    let env: Vec<(&str, &str)> = ca.iter().map(|f| ("SSL_CERT_FILE", f.as_str())).collect();
+    RouterProcess::start_in(tempfile::tempdir().unwrap(), &cfg, &[], &env)
+}
+
+/// Providers speak HTTPS. The router verifies them against the system's
+/// roots (here a test CA given by `SSL_CERT_FILE`), speaks HTTP/2 to an
+/// upstream that chooses it by ALPN and HTTP/1.1 to one that offers only
+/// that, and keeps its connections: a run of answers, whole and streamed,
+/// costs at most one TLS connection per worker thread.
+#[tokio::test]
+async fn https_upstreams_over_http2_and_http1_keep_their_connections() {
+    let ca = Ca::new("upstream CA");
+    let pair = ca.server("upstream", 30);
+    let two = TlsUpstream::start(&pair, &[b"h2", b"http/1.1"]).await;
+    let one = TlsUpstream::start(&pair, &[b"http/1.1"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let router = upstream_router(&two.base_url(), &one.base_url(), Some(&ca_file));
+    let http = client();
+    for (group, upstream, version) in [
+        ("two", &two, http::Version::HTTP_2),
+        ("one", &one, http::Version::HTTP_11),
+    ] {
+        for i in 0..6 {
+            let stream = i % 2 == 1;
+            let mut body = hello(group);
+            body["stream"] = json!(stream);
+            let r = http
+                .post(router.url("/v1/chat/completions"))
+                .bearer_auth(CLIENT_KEY)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{group} #{i}");
+            let text = r.text().await.unwrap();
+            if stream {
+                assert!(text.trim_end().ends_with("data: [DONE]"), "{group}: {text}");
+            } else {
+                let v: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(v["object"], "chat.completion", "{group}: {text}");
+            }
+        }
+        assert_eq!(upstream.versions(), vec![version; 6], "{group}");
+        let workers = std::thread::available_parallelism().unwrap().get();
+        let opened = upstream.connections();
+        assert!(
+            (1..=workers).contains(&opened),
+            "{group}: {opened} TLS connections for 6 requests in a row"
+        );
+    }
+}
+
+/// A provider whose certificate no trusted root signed is never talked
+/// to: the client gets a 502 in its format, and the log names neither
+/// key.
+#[tokio::test]
+async fn an_upstream_with_an_untrusted_certificate_is_unreachable() {
+    let ca = Ca::new("a CA nobody trusts");
+    let pair = ca.server("upstream", 30);
+    let up = TlsUpstream::start(&pair, &[b"h2", b"http/1.1"]).await;
+    let router = upstream_router(&up.base_url(), &up.base_url(), None);
+    let r = client()
+        .post(router.url("/v1/chat/completions"))
+        .bearer_auth(CLIENT_KEY)
+        .json(&hello("two"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].is_string(), "{v}");
+    assert!(up.versions().is_empty(), "no request reached the upstream");
+    let logs = router.wait_log("upstream attempt failed").await;
+    assert!(logs.contains("certificate"), "{logs}");
+    assert!(
+        !logs.contains("sk-upstream-") && !logs.contains(CLIENT_KEY),
+        "{logs}"
+    );
 }

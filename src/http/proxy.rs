@@ -534,7 +534,7 @@ struct Answer {
 /// `relay`). The relay owns the exchange, and settles it when the stream
 /// ends, breaks, stalls, or its client goes away.
 fn relay_stream(
-    response: http::Response<hyper::body::Incoming>,
+    response: crate::upstream::UpstreamResponse,
     answer: Answer,
     options: RelayOptions,
     streams: InFlight,
@@ -583,7 +583,7 @@ const TRANSLATE_WINDOW: usize = 16 * 1024 * 1024;
 /// `limits.max_response_bytes` before the client saw a byte is a 504 or
 /// 502, and settles as a failure.
 async fn relay_json(
-    response: http::Response<hyper::body::Incoming>,
+    response: crate::upstream::UpstreamResponse,
     answer: Answer,
     request: &HeaderMap,
     options: BodyOptions,

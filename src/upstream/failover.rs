@@ -82,7 +82,7 @@ pub struct Plan<'a> {
 
 /// An upstream that answered with a response to pass on.
 pub struct Attempt {
-    pub response: http::Response<hyper::body::Incoming>,
+    pub response: crate::upstream::UpstreamResponse,
     pub candidate: usize,
     pub attempts: u32,
     pub reservation: Reservation,

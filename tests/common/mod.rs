@@ -24,6 +24,7 @@ pub mod pki;
 
 pub mod raw;
 pub mod sdk;
+pub mod tls_upstream;
 
 /// Serves `app` on a free loopback port, for as long as the test runs;
 /// returns its address.
@@ -103,6 +104,14 @@ pub struct MockUpstream {
 
 impl MockUpstream {
     pub async fn start() -> Self {
+        let (app, state) = Self::app();
+        let addr = serve_on_loopback(app).await;
+        Self { addr, state }
+    }
+
+    /// The mock's routes and their state, to serve some other way (see
+    /// `tls_upstream`).
+    pub fn app() -> (Router, Arc<UpstreamState>) {
         let state = Arc::new(UpstreamState::default());
         state.chunks.store(5, Ordering::Relaxed);
         let app = Router::new()
@@ -112,8 +121,7 @@ impl MockUpstream {
             .route("/v1/embeddings", post(upstream_other))
             .route("/v1/responses", post(upstream_other))
             .with_state(state.clone());
-        let addr = serve_on_loopback(app).await;
-        Self { addr, state }
+        (app, state)
     }
 
     pub fn base_url(&self) -> String {

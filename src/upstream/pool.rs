@@ -1,0 +1,444 @@
+//! Upstream connections, one pool per worker thread, on hyper's
+//! connection-level client (`hyper::client::conn`).
+//!
+//! Each origin (scheme and authority) has a [`Slot`]: a LIFO stack of idle
+//! HTTP/1.1 connections, so the hottest connection is reused first and the
+//! coldest ones age out, and at most one shared HTTP/2 connection, for
+//! HTTPS upstreams that choose `h2` by ALPN. A request takes a connection,
+//! and its response [`Body`] puts it back the moment the last byte has been
+//! read: no pool-wide map is locked per request, no key is hashed twice,
+//! and no task is spawned per request (hyper's legacy pool did all three).
+//! The locks are per worker and per origin, so they are never contended.
+//!
+//! A connection idle for [`POOL_IDLE_TIMEOUT`](super::POOL_IDLE_TIMEOUT) is
+//! closed by its own task. A request that finds its reused connection
+//! closed by the peer before a byte was written is sent again on a fresh
+//! one, as hyper's legacy pool did; one on a fresh connection never is.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Request, Response, Uri, header};
+use hyper::body::{Body as _, Frame, Incoming, SizeHint};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls_pki_types::ServerName;
+
+use super::{RequestBody, SendError};
+
+/// Where connections go: `https` or not, and the URI's authority.
+#[derive(Clone, PartialEq, Eq)]
+struct Origin {
+    https: bool,
+    authority: Authority,
+}
+
+impl Origin {
+    fn of(uri: &Uri) -> Option<Self> {
+        let https = match uri.scheme() {
+            Some(s) if *s == Scheme::HTTPS => true,
+            Some(s) if *s == Scheme::HTTP => false,
+            _ => return None,
+        };
+        Some(Self {
+            https,
+            authority: uri.authority()?.clone(),
+        })
+    }
+
+    fn port(&self) -> u16 {
+        self.authority
+            .port_u16()
+            .unwrap_or(if self.https { 443 } else { 80 })
+    }
+
+    /// The host, without the brackets of an IPv6 literal.
+    fn host(&self) -> &str {
+        self.authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+    }
+
+    /// The `Host` header an HTTP/1.1 request to this origin carries: the
+    /// port only when it is not the scheme's default.
+    fn host_header(&self) -> Option<HeaderValue> {
+        let host = self.authority.host();
+        match self.authority.port_u16() {
+            Some(port) if port != if self.https { 443 } else { 80 } => {
+                HeaderValue::from_str(&format!("{host}:{port}")).ok()
+            }
+            _ => HeaderValue::from_str(host).ok(),
+        }
+    }
+}
+
+/// One worker's connections, by origin.
+pub(super) struct Pool {
+    /// Origins are few (one per provider base URL), so a short list,
+    /// searched in order, beats hashing each request's authority.
+    slots: Mutex<Vec<Arc<Slot>>>,
+    /// When this pool began; idle times are counted in ms from here.
+    epoch: Instant,
+}
+
+struct Slot {
+    origin: Origin,
+    host: Option<HeaderValue>,
+    /// Idle HTTP/1.1 connections, the most recently used on top.
+    idle: Mutex<Vec<Idle>>,
+    /// The shared HTTP/2 connection, when the origin chose `h2`.
+    h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
+}
+
+struct Idle {
+    tx: http1::SendRequest<RequestBody>,
+    state: Arc<ConnState>,
+}
+
+/// Shared by a connection's task and whoever holds its sender: 0 while in
+/// use, [`CLOSED`] once the task closed it for idleness, else the time
+/// (ms since the pool's epoch, plus one) it went idle.
+struct ConnState(AtomicU64);
+
+const IN_USE: u64 = 0;
+const CLOSED: u64 = u64::MAX;
+
+/// A connection lent to one request, given back by its response body.
+struct Lease {
+    tx: http1::SendRequest<RequestBody>,
+    state: Arc<ConnState>,
+    slot: Arc<Slot>,
+    pool: Arc<Pool>,
+}
+
+/// A connection just taken or made.
+enum Conn {
+    H1(Lease),
+    H2(http2::SendRequest<RequestBody>),
+}
+
+/// How long idle connections live, and how long a TCP connect may take.
+#[derive(Clone, Copy)]
+pub(super) struct Settings {
+    pub idle_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl Pool {
+    pub(super) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            slots: Mutex::new(Vec::new()),
+            epoch: Instant::now(),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        // Plus one, so that a connection idle since the epoch is not IN_USE.
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(CLOSED - 1) + 1
+    }
+
+    fn slot(&self, origin: &Origin) -> Arc<Slot> {
+        let mut slots = lock(&self.slots);
+        if let Some(slot) = slots.iter().find(|s| s.origin == *origin) {
+            return slot.clone();
+        }
+        let slot = Arc::new(Slot {
+            origin: origin.clone(),
+            host: origin.host_header(),
+            idle: Mutex::new(Vec::new()),
+            h2: Mutex::new(None),
+        });
+        slots.push(slot.clone());
+        slot
+    }
+}
+
+/// Sends `request` (its URI absolute) on a pooled or a new connection.
+pub(super) async fn send(
+    pool: &Arc<Pool>,
+    tls: &tokio_rustls::TlsConnector,
+    settings: Settings,
+    mut request: Request<RequestBody>,
+) -> Result<Response<Body>, SendError> {
+    let origin = Origin::of(request.uri()).ok_or(SendError::Invalid)?;
+    let slot = pool.slot(&origin);
+    let absolute = request.uri().clone();
+    loop {
+        let (conn, reused) = match take(pool, &slot) {
+            Some(conn) => (conn, true),
+            // Boxed: the connect and TLS handshake futures are large, and
+            // would otherwise grow every request's future (moved at least
+            // twice per request) by their size.
+            None => (Box::pin(connect(pool, &slot, tls, settings)).await?, false),
+        };
+        let returned = match conn {
+            Conn::H2(mut tx) => match tx.try_send_request(request).await {
+                Ok(response) => return Ok(response.map(|inner| Body { inner, lease: None })),
+                Err(mut e) => {
+                    let Some(req) = e.take_message().filter(|_| reused) else {
+                        return Err(SendError::Failed(e.into_error().into()));
+                    };
+                    // The shared connection went away: forget it.
+                    lock(&slot.h2).take();
+                    req
+                }
+            },
+            Conn::H1(mut lease) => {
+                if let Some(host) = &slot.host {
+                    request
+                        .headers_mut()
+                        .entry(header::HOST)
+                        .or_insert_with(|| host.clone());
+                }
+                *request.uri_mut() = origin_form(&absolute);
+                match lease.tx.try_send_request(request).await {
+                    Ok(response) => {
+                        let lease = if response.body().is_end_stream() {
+                            lease.release();
+                            None
+                        } else {
+                            Some(lease)
+                        };
+                        return Ok(response.map(|inner| Body { inner, lease }));
+                    }
+                    Err(mut e) => {
+                        let Some(req) = e.take_message().filter(|_| reused) else {
+                            return Err(SendError::Failed(e.into_error().into()));
+                        };
+                        req
+                    }
+                }
+            }
+        };
+        // Not a byte was written on a connection the peer had closed
+        // while it sat idle: send again, on the next idle or a new one.
+        request = returned;
+        *request.uri_mut() = absolute.clone();
+    }
+}
+
+/// The path (and query) of an absolute URI: what an HTTP/1.1 request line
+/// carries.
+fn origin_form(uri: &Uri) -> Uri {
+    match uri.path_and_query() {
+        Some(p) if p.as_str() != "/" => Uri::from(p.clone()),
+        _ => Uri::from(PathAndQuery::from_static("/")),
+    }
+}
+
+/// A live connection of the slot's: its HTTP/2 one, or the most recently
+/// used idle HTTP/1.1 one. Closed ones met on the way are dropped.
+fn take(pool: &Arc<Pool>, slot: &Arc<Slot>) -> Option<Conn> {
+    if let Some(tx) = lock(&slot.h2).as_ref()
+        && !tx.is_closed()
+    {
+        return Some(Conn::H2(tx.clone()));
+    }
+    let mut idle = lock(&slot.idle);
+    while let Some(Idle { tx, state }) = idle.pop() {
+        // Taken from its idle-timer first: the timer can no longer close it.
+        if state.0.swap(IN_USE, Ordering::AcqRel) == CLOSED || !tx.is_ready() {
+            continue;
+        }
+        return Some(Conn::H1(Lease {
+            tx,
+            state,
+            slot: slot.clone(),
+            pool: pool.clone(),
+        }));
+    }
+    None
+}
+
+async fn connect(
+    pool: &Arc<Pool>,
+    slot: &Arc<Slot>,
+    tls: &tokio_rustls::TlsConnector,
+    settings: Settings,
+) -> Result<Conn, SendError> {
+    let origin = &slot.origin;
+    let tcp = tokio::time::timeout(
+        settings.connect_timeout,
+        tokio::net::TcpStream::connect((origin.host(), origin.port())),
+    )
+    .await
+    .map_err(|_| SendError::ConnectTimeout)?
+    .map_err(|e| {
+        if e.kind() == std::io::ErrorKind::TimedOut {
+            SendError::ConnectTimeout
+        } else {
+            SendError::Failed(Box::new(ConnectError(e)))
+        }
+    })?;
+    let _ = tcp.set_nodelay(true);
+    if !origin.https {
+        return handshake_h1(pool, slot, tcp, settings).await;
+    }
+    let name =
+        ServerName::try_from(origin.host().to_owned()).map_err(|e| SendError::Failed(e.into()))?;
+    let stream = tls
+        .connect(name, tcp)
+        .await
+        .map_err(|e| SendError::Failed(Box::new(ConnectError(e))))?;
+    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        let (tx, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| SendError::Failed(e.into()))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        *lock(&slot.h2) = Some(tx.clone());
+        return Ok(Conn::H2(tx));
+    }
+    handshake_h1(pool, slot, stream, settings).await
+}
+
+async fn handshake_h1<I>(
+    pool: &Arc<Pool>,
+    slot: &Arc<Slot>,
+    io: I,
+    settings: Settings,
+) -> Result<Conn, SendError>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| SendError::Failed(e.into()))?;
+    let state = Arc::new(ConnState(AtomicU64::new(IN_USE)));
+    tokio::spawn(drive(
+        conn,
+        state.clone(),
+        pool.clone(),
+        settings.idle_timeout,
+    ));
+    Ok(Conn::H1(Lease {
+        tx,
+        state,
+        slot: slot.clone(),
+        pool: pool.clone(),
+    }))
+}
+
+/// A connection's task: runs it until it ends, or until it has been idle
+/// for `idle_timeout`, checked every `idle_timeout`.
+async fn drive<C>(conn: C, state: Arc<ConnState>, pool: Arc<Pool>, idle_timeout: Duration)
+where
+    C: std::future::Future<Output = hyper::Result<()>>,
+{
+    let limit = u64::try_from(idle_timeout.as_millis()).unwrap_or(u64::MAX);
+    let idle_out = async {
+        loop {
+            tokio::time::sleep(idle_timeout).await;
+            let since = state.0.load(Ordering::Acquire);
+            if since != IN_USE
+                && since != CLOSED
+                && pool.now_ms().saturating_sub(since) >= limit
+                && state
+                    .0
+                    .compare_exchange(since, CLOSED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = conn => {}
+        () = idle_out => {}
+    }
+}
+
+impl Lease {
+    /// Back on top of its slot's stack, once its response is read. A
+    /// connection still finishing that response (hyper marks it ready a
+    /// moment later) is waited for by a small task; one that errs is
+    /// dropped.
+    fn release(self) {
+        if self.tx.is_ready() {
+            self.checkin();
+        } else if !self.tx.is_closed()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let mut lease = self;
+                if lease.tx.ready().await.is_ok() {
+                    lease.checkin();
+                }
+            });
+        }
+    }
+
+    fn checkin(self) {
+        let Lease {
+            tx,
+            state,
+            slot,
+            pool,
+        } = self;
+        state.0.store(pool.now_ms(), Ordering::Release);
+        lock(&slot.idle).push(Idle { tx, state });
+    }
+}
+
+/// An upstream response's body: hyper's, which hands its connection back
+/// to the pool when its last byte has been read.
+pub struct Body {
+    inner: Incoming,
+    lease: Option<Lease>,
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.release(),
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
+            // A broken body leaves its connection unusable.
+            Poll::Ready(Some(Err(_))) => this.lease = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Body {
+    fn release(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release();
+        }
+    }
+}
+
+/// A connect or TLS error, named as such in the error chain.
+#[derive(Debug, thiserror::Error)]
+#[error("connect error")]
+struct ConnectError(#[source] std::io::Error);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
