@@ -292,6 +292,9 @@ struct StreamStats {
     event_p99_ms: f64,
     events: usize,
     rss_during: u64,
+    /// CPU µs per event received, all in: the streams' requests, their
+    /// connections and every event relayed.
+    cpu_us_per_event: Option<f64>,
 }
 
 fn pct(sorted: &[f64], q: f64) -> f64 {
@@ -303,7 +306,13 @@ fn pct(sorted: &[f64], q: f64) -> f64 {
 
 /// `n` concurrent streams; per event, the delay from the mock's send stamp
 /// to its arrival here.
-async fn stream_load(url: &str, n: usize, pid: Option<u32>) -> anyhow::Result<StreamStats> {
+async fn stream_load(
+    url: &str,
+    n: usize,
+    pid: Option<u32>,
+    cpu_pid: Option<u32>,
+) -> anyhow::Result<StreamStats> {
+    let cpu_before = cpu_pid.map(family_stats);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(n)
         .http1_only()
@@ -375,6 +384,10 @@ async fn stream_load(url: &str, n: usize, pid: Option<u32>) -> anyhow::Result<St
     ttfbs.sort_by(f64::total_cmp);
     delays.sort_by(f64::total_cmp);
     stats.events = delays.len();
+    if let (Some(pid), Some(before)) = (cpu_pid, cpu_before) {
+        let spent = family_stats(pid).0 - before.0;
+        stats.cpu_us_per_event = Some(spent / stats.events.max(1) as f64 * 1e6);
+    }
     stats.ttfb_p50_ms = pct(&ttfbs, 0.5);
     stats.ttfb_p99_ms = pct(&ttfbs, 0.99);
     stats.event_p50_ms = pct(&delays, 0.5);
@@ -435,14 +448,21 @@ struct Target {
     /// The process (and children) whose CPU time is counted: the router,
     /// or nginx's master with its workers.
     cpu_pid: Option<u32>,
+    /// The row this one is compared with ("vs nginx"): nginx, or nginx to
+    /// the same HTTPS upstream.
+    reference: usize,
 }
 
 #[derive(Default)]
 struct Row {
     c32: Oha,
     c256: Oha,
+    c1024: Oha,
     fixed: Oha,
+    /// CPU µs per request at 256 connections (the headline figure).
     cpu_us_per_req: Option<f64>,
+    cpu_c32: Option<f64>,
+    cpu_c1024: Option<f64>,
     rss_idle: Option<u64>,
     rss_peak: Option<u64>,
     streams: Option<StreamStats>,
@@ -450,27 +470,96 @@ struct Row {
     ttfb: Option<(f64, f64)>,
 }
 
-fn router_config(dir: &Path, port: u16, mock: u16, store: &str) -> anyhow::Result<PathBuf> {
+fn router_config(dir: &Path, port: u16, base_url: &str, store: &str) -> anyhow::Result<PathBuf> {
     let path = dir.join(format!("router-{port}.yaml"));
     std::fs::write(
         &path,
         format!(
-            "host: 127.0.0.1\nport: {port}\napi_key: {KEY}\nstore: \"{store}\"\ngroups:\n  - name: bench\n    models: [{{weight: 1, provider: mock, name: mock-model}}]\nproviders:\n  - {{name: mock, base_url: \"http://127.0.0.1:{mock}/v1\", api_keys: [mock-key-0, mock-key-1]}}\n"
+            "host: 127.0.0.1\nport: {port}\napi_key: {KEY}\nstore: \"{store}\"\ngroups:\n  - name: bench\n    models: [{{weight: 1, provider: mock, name: mock-model}}]\nproviders:\n  - {{name: mock, base_url: \"{base_url}\", api_keys: [mock-key-0, mock-key-1]}}\n"
         ),
     )?;
     Ok(path)
 }
 
-fn nginx_config(dir: &Path, port: u16, mock: u16) -> anyhow::Result<PathBuf> {
+/// nginx as a plain reverse proxy: on `port` to the mock, and on
+/// `https_port` to the mock behind TLS (`front`, HTTP/1.1), with keepalive,
+/// verification against `pki`'s CA and session reuse.
+fn nginx_config(
+    dir: &Path,
+    (port, https_port): (u16, u16),
+    mock: u16,
+    front: u16,
+    pki: &UpstreamPki,
+) -> anyhow::Result<PathBuf> {
     let d = dir.display();
+    let ca = pki.ca.display();
     let path = dir.join("nginx.conf");
+    let common = "proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off;";
     std::fs::write(
         &path,
         format!(
-            "worker_processes auto;\npid {d}/nginx.pid;\nerror_log stderr warn;\nevents {{ worker_connections 8192; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n  upstream mock {{ server 127.0.0.1:{mock}; keepalive 512; }}\n  server {{\n    listen 127.0.0.1:{port};\n    location / {{ proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; }}\n  }}\n}}\n"
+            "worker_processes auto;\npid {d}/nginx.pid;\nerror_log stderr warn;\nevents {{ worker_connections 8192; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n  upstream mock {{ server 127.0.0.1:{mock}; keepalive 512; }}\n  upstream mock_tls {{ server 127.0.0.1:{front}; keepalive 512; }}\n  server {{\n    listen 127.0.0.1:{port};\n    location / {{ proxy_pass http://mock; {common} }}\n  }}\n  server {{\n    listen 127.0.0.1:{https_port};\n    location / {{ proxy_pass https://mock_tls; {common} proxy_ssl_session_reuse on; proxy_ssl_verify on; proxy_ssl_trusted_certificate {ca}; proxy_ssl_name localhost; proxy_ssl_server_name on; }}\n  }}\n}}\n"
         ),
     )?;
     Ok(path)
+}
+
+/// The mock behind TLS, as every real provider is: nginx terminating TLS
+/// for `localhost` (certificate from `pki`) on `h1` (HTTP/1.1 only) and
+/// `h2` (HTTP/2 offered by ALPN), passing to the mock. Its own CPU is not
+/// counted; it is the "provider".
+fn front_config(
+    dir: &Path,
+    (h1, h2): (u16, u16),
+    mock: u16,
+    pki: &UpstreamPki,
+) -> anyhow::Result<PathBuf> {
+    let d = dir.join("front");
+    std::fs::create_dir_all(&d)?;
+    let d = d.display();
+    let (cert, key) = (pki.cert.display(), pki.key.display());
+    let path = dir.join("front.conf");
+    let tls = format!(
+        "ssl_certificate {cert}; ssl_certificate_key {key}; ssl_session_cache shared:front:10m; keepalive_requests 1000000;"
+    );
+    let pass = "location / { proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; }";
+    std::fs::write(
+        &path,
+        format!(
+            "worker_processes auto;\npid {d}/nginx.pid;\nerror_log stderr warn;\nevents {{ worker_connections 8192; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n  upstream mock {{ server 127.0.0.1:{mock}; keepalive 512; }}\n  server {{ listen 127.0.0.1:{h1} ssl; {tls} {pass} }}\n  server {{ listen 127.0.0.1:{h2} ssl http2; http2_max_requests 1000000; {tls} {pass} }}\n}}\n"
+        ),
+    )?;
+    Ok(path)
+}
+
+/// A CA made for the run, and a certificate for `localhost` it signed.
+struct UpstreamPki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn upstream_pki(dir: &Path) -> anyhow::Result<UpstreamPki> {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "bench upstream CA");
+    let ca_key = rcgen::KeyPair::generate()?;
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let params = rcgen::CertificateParams::new(vec!["localhost".into()])?;
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+    let pki = UpstreamPki {
+        ca: dir.join("upstream-ca.pem"),
+        cert: dir.join("upstream.crt"),
+        key: dir.join("upstream.key"),
+    };
+    std::fs::write(&pki.ca, ca_cert.pem())?;
+    std::fs::write(&pki.cert, cert.pem())?;
+    std::fs::write(&pki.key, key.serialize_pem())?;
+    Ok(pki)
 }
 
 fn ms(v: f64) -> String {
@@ -539,8 +628,30 @@ fn main() -> anyhow::Result<()> {
     )?;
     wait_port(redis_port)?;
 
-    let nginx_port = free_port();
-    let nginx_conf = nginx_config(dir.path(), nginx_port, mock_port)?;
+    let pki = upstream_pki(dir.path())?;
+    let (front_h1, front_h2) = (free_port(), free_port());
+    let _front = spawn(
+        "nginx (TLS front)",
+        Command::new("nginx")
+            .args(["-e", "stderr", "-g", "daemon off;", "-c"])
+            .arg(front_config(
+                dir.path(),
+                (front_h1, front_h2),
+                mock_port,
+                &pki,
+            )?),
+    )?;
+    wait_port(front_h1)?;
+    wait_port(front_h2)?;
+
+    let (nginx_port, nginx_https_port) = (free_port(), free_port());
+    let nginx_conf = nginx_config(
+        dir.path(),
+        (nginx_port, nginx_https_port),
+        mock_port,
+        front_h1,
+        &pki,
+    )?;
     let nginx = spawn(
         "nginx",
         Command::new("nginx")
@@ -556,12 +667,14 @@ fn main() -> anyhow::Result<()> {
             url: format!("http://127.0.0.1:{mock_port}/v1/chat/completions"),
             pid: None,
             cpu_pid: None,
+            reference: 1,
         },
         Target {
             name: "nginx",
             url: format!("http://127.0.0.1:{nginx_port}/v1/chat/completions"),
             pid: None,
             cpu_pid: Some(nginx.pid()),
+            reference: 1,
         },
     ];
     // The store rows log at warn, to compare the proxy path alone; the last
@@ -582,7 +695,12 @@ fn main() -> anyhow::Result<()> {
         ("llm-router memory, info logs", "memory".to_string(), "info"),
     ] {
         let port = free_port();
-        let cfg = router_config(dir.path(), port, mock_port, &store)?;
+        let cfg = router_config(
+            dir.path(),
+            port,
+            &format!("http://127.0.0.1:{mock_port}/v1"),
+            &store,
+        )?;
         let p = spawn(
             name,
             Command::new(&bin)
@@ -598,6 +716,44 @@ fn main() -> anyhow::Result<()> {
             url: format!("http://127.0.0.1:{port}/v1/chat/completions"),
             pid: Some(p.pid()),
             cpu_pid: Some(p.pid()),
+            reference: 1,
+        });
+        routers.push(p);
+    }
+    // To an HTTPS upstream: nginx, then the router over HTTP/1.1 (the
+    // front offers nothing else) and over HTTP/2 (chosen by ALPN).
+    let https_reference = targets.len();
+    targets.push(Target {
+        name: "nginx → HTTPS upstream",
+        url: format!("http://127.0.0.1:{nginx_https_port}/v1/chat/completions"),
+        pid: None,
+        cpu_pid: Some(nginx.pid()),
+        reference: https_reference,
+    });
+    for (name, front) in [
+        ("llm-router → HTTPS upstream, HTTP/1.1", front_h1),
+        ("llm-router → HTTPS upstream, HTTP/2", front_h2),
+    ] {
+        let port = free_port();
+        let base_url = format!("https://localhost:{front}/v1");
+        let cfg = router_config(dir.path(), port, &base_url, "memory")?;
+        let p = spawn(
+            name,
+            Command::new(&bin)
+                .arg("--config")
+                .arg(&cfg)
+                .args(["--log-format", "json"])
+                .env("RUST_LOG", "warn")
+                .env("SSL_CERT_FILE", &pki.ca)
+                .current_dir(dir.path()),
+        )?;
+        wait_port(port)?;
+        targets.push(Target {
+            name,
+            url: format!("http://127.0.0.1:{port}/v1/chat/completions"),
+            pid: Some(p.pid()),
+            cpu_pid: Some(p.pid()),
+            reference: https_reference,
         });
         routers.push(p);
     }
@@ -617,7 +773,7 @@ fn main() -> anyhow::Result<()> {
     // by (or blamed on) heap retained from the throughput runs.
     for (t, row) in targets.iter().zip(&mut rows) {
         eprintln!("== {}: {} streams", t.name, opts.streams);
-        row.streams = Some(rt.block_on(stream_load(&t.url, opts.streams, t.pid))?);
+        row.streams = Some(rt.block_on(stream_load(&t.url, opts.streams, t.pid, t.cpu_pid))?);
     }
     if !opts.streams_only {
         for t in &targets {
@@ -626,7 +782,7 @@ fn main() -> anyhow::Result<()> {
         // Saturation, sliced: every target gets the same total time, spread
         // over the same stretch of the run.
         let slice = format!("{}ms", opts.duration.as_millis() / u128::from(opts.slices));
-        for (concurrency, pick) in [("32", 0), ("256", 1)] {
+        for concurrency in ["32", "256", "1024"] {
             for n in 0..opts.slices {
                 for (t, row) in targets.iter().zip(&mut rows) {
                     eprintln!(
@@ -637,22 +793,29 @@ fn main() -> anyhow::Result<()> {
                     );
                     let before = t.cpu_pid.map(family_stats);
                     let r = oha(&t.url, &["-z", &slice, "-c", concurrency])?;
-                    if pick == 1 {
-                        if let (Some(pid), Some(b)) = (t.cpu_pid, before) {
-                            let after = family_stats(pid);
-                            *row.cpu_us_per_req.get_or_insert(0.0) += after.0 - b.0;
-                            row.rss_peak = t.pid.map(|_| after.2);
-                        }
-                        row.c256.add(&r);
-                    } else {
-                        row.c32.add(&r);
+                    let (runs, cpu) = match concurrency {
+                        "32" => (&mut row.c32, &mut row.cpu_c32),
+                        "256" => (&mut row.c256, &mut row.cpu_us_per_req),
+                        _ => (&mut row.c1024, &mut row.cpu_c1024),
+                    };
+                    if let (Some(pid), Some(b)) = (t.cpu_pid, before) {
+                        let after = family_stats(pid);
+                        *cpu.get_or_insert(0.0) += after.0 - b.0;
+                        row.rss_peak = t.pid.map(|_| after.2.max(row.rss_peak.unwrap_or(0)));
                     }
+                    runs.add(&r);
                 }
             }
         }
         for row in &mut rows {
-            if let Some(cpu) = &mut row.cpu_us_per_req {
-                *cpu = *cpu / row.c256.ok.max(1) as f64 * 1e6;
+            for (cpu, ok) in [
+                (&mut row.cpu_c32, row.c32.ok),
+                (&mut row.cpu_us_per_req, row.c256.ok),
+                (&mut row.cpu_c1024, row.c1024.ok),
+            ] {
+                if let Some(cpu) = cpu {
+                    *cpu = *cpu / ok.max(1) as f64 * 1e6;
+                }
             }
         }
         for (t, row) in targets.iter().zip(&mut rows) {
@@ -708,7 +871,6 @@ fn main() -> anyhow::Result<()> {
 
 fn render(targets: &[Target], rows: &[Row], opts: &Opts) -> String {
     let direct = &rows[0];
-    let nginx = &rows[1];
     let mb = |b: Option<u64>| b.map_or("–".into(), |b| format!("{:.1}", b as f64 / 1e6));
     let mut s = String::new();
     let _ = writeln!(
@@ -734,12 +896,12 @@ fn render(targets: &[Target], rows: &[Row], opts: &Opts) -> String {
     if !opts.streams_only {
         let _ = writeln!(
             s,
-            "| target | req/s c=32 | req/s c=256 | vs direct | vs nginx | p50 ms @{r}/s | p99 ms | p99.9 ms | added p50 µs | added p99 µs | CPU µs/req | RSS idle MB | RSS peak MB | errors |",
+            "| target | req/s c=32 | req/s c=256 | req/s c=1024 | vs direct | vs nginx | p50 ms @{r}/s | p99 ms | p99.9 ms | added p50 µs | added p99 µs | CPU µs/req c=256 | CPU vs nginx | CPU µs/req c=32 | CPU µs/req c=1024 | RSS idle MB | RSS peak MB | errors |",
             r = opts.rate
         );
         let _ = writeln!(
             s,
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
         for (t, r) in targets.iter().zip(rows) {
             let added = |a: f64, b: f64| {
@@ -749,12 +911,15 @@ fn render(targets: &[Target], rows: &[Row], opts: &Opts) -> String {
                     format!("{:.0}", (a - b) * 1e6)
                 }
             };
+            let nginx = &rows[t.reference];
+            let us = |c: Option<f64>| c.map_or("–".into(), |c| format!("{c:.1}"));
             let _ = writeln!(
                 s,
-                "| {} | {:.0} | {:.0} | {:.2}× | {:.2}× | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {:.0} | {:.0} | {:.0} | {:.2}× | {:.2}× | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 t.name,
                 r.c32.rps,
                 r.c256.rps,
+                r.c1024.rps,
                 r.c256.rps / direct.c256.rps,
                 r.c256.rps / nginx.c256.rps,
                 ms(r.fixed.p50),
@@ -762,18 +927,23 @@ fn render(targets: &[Target], rows: &[Row], opts: &Opts) -> String {
                 ms(r.fixed.p999),
                 added(r.fixed.p50, direct.fixed.p50),
                 added(r.fixed.p99, direct.fixed.p99),
-                r.cpu_us_per_req.map_or("–".into(), |c| format!("{c:.0}")),
+                us(r.cpu_us_per_req),
+                r.cpu_us_per_req
+                    .zip(nginx.cpu_us_per_req)
+                    .map_or("–".into(), |(a, b)| format!("{:.2}×", a / b)),
+                us(r.cpu_c32),
+                us(r.cpu_c1024),
                 mb(r.rss_idle),
                 mb(r.rss_peak),
-                r.c32.errors + r.c256.errors + r.fixed.errors,
+                r.c32.errors + r.c256.errors + r.c1024.errors + r.fixed.errors,
             );
         }
     }
     let _ = writeln!(
         s,
-        "\n| streams | TTFB p50 ms, light load | TTFB p99 ms, light load | TTFB added p50 µs | completed (1,000 at once) | TTFB p50 ms | TTFB p99 ms | event delay p50 ms | event delay p99 ms | events | RSS with streams open MB | per open stream KiB |"
+        "\n| streams | TTFB p50 ms, light load | TTFB p99 ms, light load | TTFB added p50 µs | completed (1,000 at once) | TTFB p50 ms | TTFB p99 ms | event delay p50 ms | event delay p99 ms | events | CPU µs/event | RSS with streams open MB | per open stream KiB |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let direct_ttfb = direct.ttfb.map_or(f64::NAN, |t| t.0);
     let ms3 = |v: f64| {
         if v.is_nan() {
@@ -799,7 +969,7 @@ fn render(targets: &[Target], rows: &[Row], opts: &Opts) -> String {
             };
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {}/{} | {:.2} | {:.2} | {:.3} | {:.3} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {}/{} | {:.2} | {:.2} | {:.3} | {:.3} | {} | {} | {} | {} |",
                 t.name,
                 ms3(ttfb50),
                 ms3(ttfb99),
@@ -811,6 +981,8 @@ fn render(targets: &[Target], rows: &[Row], opts: &Opts) -> String {
                 st.event_p50_ms,
                 st.event_p99_ms,
                 st.events,
+                st.cpu_us_per_event
+                    .map_or("–".into(), |c| format!("{c:.1}")),
                 if t.pid.is_some() {
                     format!("{:.1}", st.rss_during as f64 / 1e6)
                 } else {

@@ -524,12 +524,18 @@ async fn the_admin_listener_has_its_own_certificate() {
 
 /// A router whose two groups go to `two` and `one`, trusting the roots in
 /// `ca_file` (through `SSL_CERT_FILE`, as rustls-native-certs reads it).
-fn upstream_router(two: &str, one: &str, ca_file: Option<&std::path::Path>) -> RouterProcess {
+fn upstream_router(
+    two: &str,
+    one: &str,
+    ca_file: Option<&std::path::Path>,
+    workers: &str,
+) -> RouterProcess {
     let cfg = format!(
         "host: 127.0.0.1\nport: 0\napi_key: {CLIENT_KEY}\ngroups:\n  - name: two\n    models: [{{weight: 1, provider: two, name: m}}]\n  - name: one\n    models: [{{weight: 1, provider: one, name: m}}]\nproviders:\n  - {{name: two, base_url: \"{two}\", api_keys: [sk-upstream-two-3f9]}}\n  - {{name: one, base_url: \"{one}\", api_keys: [sk-upstream-one-8c1]}}\n"
     );
     let ca = ca_file.map(|f| f.to_str().unwrap().to_string());
-    let env: Vec<(&str, &str)> = ca.iter().map(|f| ("SSL_CERT_FILE", f.as_str())).collect();
+    let mut env: Vec<(&str, &str)> = ca.iter().map(|f| ("SSL_CERT_FILE", f.as_str())).collect();
+    env.push(("LLM_ROUTER_WORKERS", workers));
     RouterProcess::start_in(tempfile::tempdir().unwrap(), &cfg, &[], &env)
 }
 
@@ -547,7 +553,7 @@ async fn https_upstreams_over_http2_and_http1_keep_their_connections() {
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, &ca.pem).unwrap();
-    let router = upstream_router(&two.base_url(), &one.base_url(), Some(&ca_file));
+    let router = upstream_router(&two.base_url(), &one.base_url(), Some(&ca_file), "0");
     let http = client();
     for (group, upstream, version) in [
         ("two", &two, http::Version::HTTP_2),
@@ -591,7 +597,7 @@ async fn an_upstream_with_an_untrusted_certificate_is_unreachable() {
     let ca = Ca::new("a CA nobody trusts");
     let pair = ca.server("upstream", 30);
     let up = TlsUpstream::start(&pair, &[b"h2", b"http/1.1"]).await;
-    let router = upstream_router(&up.base_url(), &up.base_url(), None);
+    let router = upstream_router(&up.base_url(), &up.base_url(), None, "0");
     let r = client()
         .post(router.url("/v1/chat/completions"))
         .bearer_auth(CLIENT_KEY)
@@ -609,4 +615,53 @@ async fn an_upstream_with_an_untrusted_certificate_is_unreachable() {
         !logs.contains("sk-upstream-") && !logs.contains(CLIENT_KEY),
         "{logs}"
     );
+}
+
+/// An HTTP/2 upstream allows so many concurrent streams per connection
+/// (here 2). Streams beyond that open another connection instead of
+/// queueing behind ones that may run for minutes: four streams that never
+/// end all get their first event.
+#[tokio::test]
+async fn http2_streams_past_the_peers_limit_open_another_connection() {
+    let ca = Ca::new("upstream CA");
+    let pair = ca.server("upstream", 30);
+    let up = TlsUpstream::start_with(&pair, &[b"h2"], Some(2)).await;
+    up.set("sk-upstream-two-3f9", Behavior::StallAfter(1));
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    // One worker, so one pool: every stream asks the same one.
+    let cfg_router = upstream_router(&up.base_url(), &up.base_url(), Some(&ca_file), "1");
+    let http = client();
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let mut body = hello("two");
+        body["stream"] = json!(true);
+        let r = http
+            .post(cfg_router.url("/v1/chat/completions"))
+            .bearer_auth(CLIENT_KEY)
+            .json(&body)
+            .send();
+        // Each stream's first content event, within a generous bound: a
+        // queued stream would never get one (the others never end).
+        streams.push(tokio::time::timeout(Duration::from_secs(15), async move {
+            let mut r = r.await.unwrap();
+            assert_eq!(r.status(), 200);
+            let mut seen = String::new();
+            while let Some(chunk) = r.chunk().await.unwrap() {
+                seen.push_str(&String::from_utf8_lossy(&chunk));
+                if seen.contains("\"content\"") {
+                    return r;
+                }
+            }
+            panic!("stream ended without content: {seen}");
+        }));
+    }
+    let mut open = Vec::new();
+    for s in streams {
+        open.push(s.await.expect("a stream waited behind the others"));
+    }
+    assert_eq!(up.versions(), vec![http::Version::HTTP_2; 4]);
+    assert!(up.connections() >= 2, "{} connections", up.connections());
+    drop(open);
 }

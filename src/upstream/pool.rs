@@ -3,8 +3,11 @@
 //!
 //! Each origin (scheme and authority) has a [`Slot`]: a LIFO stack of idle
 //! HTTP/1.1 connections, so the hottest connection is reused first and the
-//! coldest ones age out, and at most one shared HTTP/2 connection, for
-//! HTTPS upstreams that choose `h2` by ALPN. A request takes a connection,
+//! coldest ones age out, and the shared HTTP/2 connections of HTTPS
+//! upstreams that choose `h2` by ALPN: a request takes the first with a
+//! stream to spare under the peer's `SETTINGS_MAX_CONCURRENT_STREAMS`, and
+//! a new connection is opened when none has, so a long stream never waits
+//! for another to end. A request takes a connection,
 //! and its response [`Body`] puts it back the moment the last byte has been
 //! read: no pool-wide map is locked per request, no key is hashed twice,
 //! and no task is spawned per request (hyper's legacy pool did all three).
@@ -16,7 +19,7 @@
 //! one, as hyper's legacy pool did; one on a fresh connection never is.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -92,8 +95,32 @@ struct Slot {
     host: Option<HeaderValue>,
     /// Idle HTTP/1.1 connections, the most recently used on top.
     idle: Mutex<Vec<Idle>>,
-    /// The shared HTTP/2 connection, when the origin chose `h2`.
-    h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
+    /// The shared HTTP/2 connections, when the origin chose `h2`.
+    h2: Mutex<Vec<H2>>,
+}
+
+/// A shared HTTP/2 connection, the streams open on it, and how many the
+/// peer allows (kept current by the connection's task).
+struct H2 {
+    tx: http2::SendRequest<RequestBody>,
+    open: Arc<AtomicUsize>,
+    limit: Arc<AtomicUsize>,
+}
+
+/// One open stream of an [`H2`], counted until its response ends.
+struct Stream(Arc<AtomicUsize>);
+
+impl Stream {
+    fn open(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 struct Idle {
@@ -120,7 +147,7 @@ struct Lease {
 /// A connection just taken or made.
 enum Conn {
     H1(Lease),
-    H2(http2::SendRequest<RequestBody>),
+    H2(http2::SendRequest<RequestBody>, Stream),
 }
 
 /// How long idle connections live, and how long a TCP connect may take.
@@ -152,7 +179,7 @@ impl Pool {
             origin: origin.clone(),
             host: origin.host_header(),
             idle: Mutex::new(Vec::new()),
-            h2: Mutex::new(None),
+            h2: Mutex::new(Vec::new()),
         });
         slots.push(slot.clone());
         slot
@@ -178,14 +205,20 @@ pub(super) async fn send(
             None => (Box::pin(connect(pool, &slot, tls, settings)).await?, false),
         };
         let returned = match conn {
-            Conn::H2(mut tx) => match tx.try_send_request(request).await {
-                Ok(response) => return Ok(response.map(|inner| Body { inner, lease: None })),
+            Conn::H2(mut tx, stream) => match tx.try_send_request(request).await {
+                Ok(response) => {
+                    return Ok(response.map(|inner| Body {
+                        inner,
+                        lease: None,
+                        stream: Some(stream),
+                    }));
+                }
                 Err(mut e) => {
                     let Some(req) = e.take_message().filter(|_| reused) else {
                         return Err(SendError::Failed(e.into_error().into()));
                     };
-                    // The shared connection went away: forget it.
-                    lock(&slot.h2).take();
+                    // A shared connection went away: forget it.
+                    lock(&slot.h2).retain(|c| !c.tx.is_closed());
                     req
                 }
             },
@@ -205,7 +238,11 @@ pub(super) async fn send(
                         } else {
                             Some(lease)
                         };
-                        return Ok(response.map(|inner| Body { inner, lease }));
+                        return Ok(response.map(|inner| Body {
+                            inner,
+                            lease,
+                            stream: None,
+                        }));
                     }
                     Err(mut e) => {
                         let Some(req) = e.take_message().filter(|_| reused) else {
@@ -232,13 +269,21 @@ fn origin_form(uri: &Uri) -> Uri {
     }
 }
 
-/// A live connection of the slot's: its HTTP/2 one, or the most recently
-/// used idle HTTP/1.1 one. Closed ones met on the way are dropped.
+/// A live connection of the slot's: an HTTP/2 one with a stream to spare,
+/// or the most recently used idle HTTP/1.1 one. Closed ones met on the way
+/// are dropped.
 fn take(pool: &Arc<Pool>, slot: &Arc<Slot>) -> Option<Conn> {
-    if let Some(tx) = lock(&slot.h2).as_ref()
-        && !tx.is_closed()
     {
-        return Some(Conn::H2(tx.clone()));
+        let mut h2 = lock(&slot.h2);
+        if !h2.is_empty() {
+            h2.retain(|c| !c.tx.is_closed());
+            if let Some(c) = h2
+                .iter()
+                .find(|c| c.open.load(Ordering::Acquire) < c.limit.load(Ordering::Acquire))
+            {
+                return Some(Conn::H2(c.tx.clone(), Stream::open(&c.open)));
+            }
+        }
     }
     let mut idle = lock(&slot.idle);
     while let Some(Idle { tx, state }) = idle.pop() {
@@ -292,11 +337,26 @@ async fn connect(
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| SendError::Failed(e.into()))?;
+        let limit = Arc::new(AtomicUsize::new(conn.current_max_send_streams()));
+        let seen = limit.clone();
         tokio::spawn(async move {
-            let _ = conn.await;
+            let mut conn = std::pin::pin!(conn);
+            // The peer's limit arrives in its SETTINGS, and may change.
+            std::future::poll_fn(|cx| {
+                let polled = conn.as_mut().poll(cx);
+                seen.store(conn.current_max_send_streams(), Ordering::Release);
+                polled
+            })
+            .await
         });
-        *lock(&slot.h2) = Some(tx.clone());
-        return Ok(Conn::H2(tx));
+        let open = Arc::new(AtomicUsize::new(0));
+        let stream = Stream::open(&open);
+        lock(&slot.h2).push(H2 {
+            tx: tx.clone(),
+            open,
+            limit,
+        });
+        return Ok(Conn::H2(tx, stream));
     }
     handshake_h1(pool, slot, stream, settings).await
 }
@@ -395,6 +455,8 @@ impl Lease {
 pub struct Body {
     inner: Incoming,
     lease: Option<Lease>,
+    /// The HTTP/2 stream it holds open, counted until its end.
+    stream: Option<Stream>,
 }
 
 impl hyper::body::Body for Body {
@@ -411,7 +473,10 @@ impl hyper::body::Body for Body {
             Poll::Ready(None) => this.release(),
             Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
             // A broken body leaves its connection unusable.
-            Poll::Ready(Some(Err(_))) => this.lease = None,
+            Poll::Ready(Some(Err(_))) => {
+                this.lease = None;
+                this.stream = None;
+            }
             _ => {}
         }
         polled
@@ -428,6 +493,7 @@ impl hyper::body::Body for Body {
 
 impl Body {
     fn release(&mut self) {
+        self.stream = None;
         if let Some(lease) = self.lease.take() {
             lease.release();
         }

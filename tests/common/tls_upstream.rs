@@ -29,6 +29,12 @@ impl TlsUpstream {
     /// Serves the mock over TLS with `pair`, offering `alpn` (e.g.
     /// `[b"h2", b"http/1.1"]`, or only `http/1.1`).
     pub async fn start(pair: &Pair, alpn: &[&[u8]]) -> Self {
+        Self::start_with(pair, alpn, None).await
+    }
+
+    /// [`Self::start`], allowing at most `max_streams` concurrent HTTP/2
+    /// streams per connection (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub async fn start_with(pair: &Pair, alpn: &[&[u8]], max_streams: Option<u32>) -> Self {
         let certs = CertificateDer::pem_slice_iter(pair.cert.as_bytes())
             .collect::<Result<Vec<_>, _>>()
             .unwrap();
@@ -69,9 +75,11 @@ impl TlsUpstream {
                     };
                     accepted.fetch_add(1, Ordering::SeqCst);
                     let service = TowerToHyperService::new(app);
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tls), service)
-                        .await;
+                    let mut builder = auto::Builder::new(TokioExecutor::new());
+                    if let Some(max) = max_streams {
+                        builder.http2().max_concurrent_streams(max);
+                    }
+                    let _ = builder.serve_connection(TokioIo::new(tls), service).await;
                 });
             }
         });
@@ -87,6 +95,15 @@ impl TlsUpstream {
     /// `localhost`).
     pub fn base_url(&self) -> String {
         format!("https://localhost:{}/v1", self.addr.port())
+    }
+
+    /// What the mock does for requests made with `key`.
+    pub fn set(&self, key: &str, behavior: super::Behavior) {
+        self.state
+            .behaviors
+            .lock()
+            .unwrap()
+            .insert(key.into(), behavior);
     }
 
     /// TLS connections accepted so far.
