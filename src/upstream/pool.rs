@@ -508,3 +508,290 @@ struct ConnectError(#[source] std::io::Error);
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::sync::atomic::AtomicUsize;
+
+    fn origin(uri: &str) -> Option<Origin> {
+        Origin::of(&uri.parse::<Uri>().unwrap())
+    }
+
+    #[test]
+    fn origins_are_scheme_and_authority_with_default_ports() {
+        let o = origin("https://api.example.com/v1/chat").unwrap();
+        assert!(o.https);
+        assert_eq!((o.host(), o.port()), ("api.example.com", 443));
+        assert_eq!(o.host_header().unwrap(), "api.example.com");
+        let o = origin("http://127.0.0.1:8080/v1").unwrap();
+        assert!(!o.https);
+        assert_eq!((o.host(), o.port()), ("127.0.0.1", 8080));
+        assert_eq!(o.host_header().unwrap(), "127.0.0.1:8080");
+        let o = origin("http://[::1]/v1").unwrap();
+        assert_eq!((o.host(), o.port()), ("::1", 80));
+        assert_eq!(o.host_header().unwrap(), "[::1]");
+        // A default port written out is still left out of Host.
+        assert_eq!(
+            origin("https://h:443/").unwrap().host_header().unwrap(),
+            "h"
+        );
+        assert_eq!(
+            origin("http://h:443/").unwrap().host_header().unwrap(),
+            "h:443"
+        );
+        assert_eq!(
+            origin("https://h:80/").unwrap().host_header().unwrap(),
+            "h:80"
+        );
+        assert!(origin("ftp://h/x").is_none());
+        assert!(origin("/relative").is_none());
+        assert!(origin("http://a/") != origin("https://a/"));
+        assert!(origin("http://a:1/") != origin("http://a:2/"));
+    }
+
+    #[test]
+    fn http1_requests_carry_the_path_and_query_only() {
+        let of = |u: &str| origin_form(&u.parse().unwrap()).to_string();
+        assert_eq!(
+            of("http://h:1/v1/chat/completions?x=1"),
+            "/v1/chat/completions?x=1"
+        );
+        assert_eq!(of("http://h:1/"), "/");
+        assert_eq!(of("http://h:1"), "/");
+    }
+
+    /// A loopback HTTP/1.1 server: each answer's body is the request line
+    /// and its Host header; counts the connections it accepted and those
+    /// that have ended.
+    struct Server {
+        addr: std::net::SocketAddr,
+        accepted: Arc<AtomicUsize>,
+        ended: Arc<AtomicUsize>,
+    }
+
+    async fn server(keep_alive: bool) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (accepted, ended) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (a, e) = (accepted.clone(), ended.clone());
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                a.fetch_add(1, Ordering::SeqCst);
+                let e = e.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(|r: Request<Incoming>| async move {
+                        let host = r.headers().get(header::HOST).cloned();
+                        let line = format!(
+                            "{} {} host={}",
+                            r.method(),
+                            r.uri(),
+                            host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-")
+                        );
+                        Ok::<_, std::convert::Infallible>(Response::new(RequestBody::from(line)))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(keep_alive)
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                    e.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Server {
+            addr,
+            accepted,
+            ended,
+        }
+    }
+
+    fn settings(idle: Duration) -> Settings {
+        Settings {
+            idle_timeout: idle,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn tls() -> tokio_rustls::TlsConnector {
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
+
+    fn get(addr: std::net::SocketAddr, path: &str) -> Request<RequestBody> {
+        let mut r = Request::new(RequestBody::default());
+        *r.uri_mut() = format!("http://{addr}{path}").parse().unwrap();
+        r
+    }
+
+    async fn text(r: Response<Body>) -> String {
+        let bytes = r.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_answer_hands_its_connection_back_for_the_next_request() {
+        let up = server(true).await;
+        let (pool, tls) = (Pool::new(), tls());
+        for i in 0..5 {
+            let r = send(
+                &pool,
+                &tls,
+                settings(Duration::from_secs(30)),
+                get(up.addr, &format!("/v1/x?i={i}")),
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                text(r).await,
+                format!("GET /v1/x?i={i} host=127.0.0.1:{}", up.addr.port())
+            );
+        }
+        assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            lock(
+                &pool
+                    .slot(&origin(&format!("http://{}/", up.addr)).unwrap())
+                    .idle
+            )
+            .len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_host_header_is_kept() {
+        let up = server(true).await;
+        let mut request = get(up.addr, "/");
+        request
+            .headers_mut()
+            .insert(header::HOST, HeaderValue::from_static("api.example.com"));
+        let r = send(
+            &Pool::new(),
+            &tls(),
+            settings(Duration::from_secs(30)),
+            request,
+        )
+        .await
+        .unwrap();
+        assert_eq!(text(r).await, "GET / host=api.example.com");
+    }
+
+    #[tokio::test]
+    async fn an_answer_dropped_unread_takes_its_connection_with_it() {
+        let up = server(true).await;
+        let (pool, tls) = (Pool::new(), tls());
+        let s = settings(Duration::from_secs(30));
+        let first = send(&pool, &tls, s, get(up.addr, "/")).await.unwrap();
+        drop(first);
+        let second = send(&pool, &tls, s, get(up.addr, "/")).await.unwrap();
+        assert_eq!(
+            text(second).await,
+            format!("GET / host=127.0.0.1:{}", up.addr.port())
+        );
+        assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+        until("the dropped answer's connection closes", || {
+            up.ended.load(Ordering::SeqCst) == 1
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn connections_the_peer_closes_are_not_reused() {
+        let up = server(false).await;
+        let (pool, tls) = (Pool::new(), tls());
+        for _ in 0..3 {
+            let r = send(
+                &pool,
+                &tls,
+                settings(Duration::from_secs(30)),
+                get(up.addr, "/"),
+            )
+            .await
+            .unwrap();
+            assert!(text(r).await.starts_with("GET /"));
+        }
+        assert_eq!(up.accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn idle_connections_close_after_the_idle_timeout_and_busy_ones_do_not() {
+        let up = server(true).await;
+        let (pool, tls) = (Pool::new(), tls());
+        let idle = Duration::from_millis(100);
+        let r = send(&pool, &tls, settings(idle), get(up.addr, "/"))
+            .await
+            .unwrap();
+        // Held, unread, for longer than the idle timeout: still in use.
+        tokio::time::sleep(idle * 3).await;
+        assert_eq!(up.ended.load(Ordering::SeqCst), 0, "closed while in use");
+        assert!(text(r).await.starts_with("GET /"));
+        until("the idle connection closes", || {
+            up.ended.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        // The next request opens a new one.
+        let r = send(&pool, &tls, settings(idle), get(up.addr, "/"))
+            .await
+            .unwrap();
+        assert!(text(r).await.starts_with("GET /"));
+        assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn connect_errors_say_so_and_bad_uris_are_invalid() {
+        let free = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let Err(e) = send(
+            &Pool::new(),
+            &tls(),
+            settings(Duration::from_secs(30)),
+            get(free, "/"),
+        )
+        .await
+        else {
+            panic!("nothing listens there");
+        };
+        assert!(e.to_string().starts_with("connect error: "), "{e}");
+        let mut relative = Request::new(RequestBody::default());
+        *relative.uri_mut() = "/v1".parse().unwrap();
+        let Err(e) = send(
+            &Pool::new(),
+            &tls(),
+            settings(Duration::from_secs(30)),
+            relative,
+        )
+        .await
+        else {
+            panic!("a relative URI was sent");
+        };
+        assert!(matches!(e, SendError::Invalid), "{e}");
+    }
+
+    #[test]
+    fn now_ms_counts_from_one() {
+        let pool = Pool::new();
+        let a = pool.now_ms();
+        assert!(a >= 1 && a < 1_000, "{a}");
+        std::thread::sleep(Duration::from_millis(20));
+        let b = pool.now_ms();
+        assert!(b >= a + 20 && b < a + 1_000, "{a} {b}");
+    }
+}
