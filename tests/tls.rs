@@ -618,9 +618,10 @@ async fn an_upstream_with_an_untrusted_certificate_is_unreachable() {
 }
 
 /// An HTTP/2 upstream allows so many concurrent streams per connection
-/// (here 2). Streams beyond that open another connection instead of
-/// queueing behind ones that may run for minutes: four streams that never
-/// end all get their first event.
+/// (here 2). Streams that end give their place back, and streams beyond
+/// the limit open another connection instead of queueing behind ones that
+/// may run for minutes: four streams that never end all get their first
+/// event.
 #[tokio::test]
 async fn http2_streams_past_the_peers_limit_open_another_connection() {
     let ca = Ca::new("upstream CA");
@@ -633,6 +634,22 @@ async fn http2_streams_past_the_peers_limit_open_another_connection() {
     // One worker, so one pool: every stream asks the same one.
     let cfg_router = upstream_router(&up.base_url(), &up.base_url(), Some(&ca_file), "1");
     let http = client();
+    // Streams that end give their place back: six in a row fit on one
+    // connection.
+    for i in 0..6 {
+        let mut body = hello("one");
+        body["stream"] = json!(i % 2 == 0);
+        let r = http
+            .post(cfg_router.url("/v1/chat/completions"))
+            .bearer_auth(CLIENT_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap();
+    }
+    assert_eq!(up.connections(), 1, "six requests in a row");
     let mut streams = Vec::new();
     for _ in 0..4 {
         let mut body = hello("two");
@@ -661,7 +678,7 @@ async fn http2_streams_past_the_peers_limit_open_another_connection() {
     for s in streams {
         open.push(s.await.expect("a stream waited behind the others"));
     }
-    assert_eq!(up.versions(), vec![http::Version::HTTP_2; 4]);
+    assert_eq!(up.versions(), vec![http::Version::HTTP_2; 10]);
     assert!(up.connections() >= 2, "{} connections", up.connections());
     drop(open);
 }

@@ -263,10 +263,11 @@ pub(super) async fn send(
 /// The path (and query) of an absolute URI: what an HTTP/1.1 request line
 /// carries.
 fn origin_form(uri: &Uri) -> Uri {
-    match uri.path_and_query() {
-        Some(p) if p.as_str() != "/" => Uri::from(p.clone()),
-        _ => Uri::from(PathAndQuery::from_static("/")),
-    }
+    Uri::from(
+        uri.path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    )
 }
 
 /// A live connection of the slot's: an HTTP/2 one with a stream to spare,
@@ -783,6 +784,31 @@ mod tests {
             panic!("a relative URI was sent");
         };
         assert!(matches!(e, SendError::Invalid), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_its_idle_timer_closed_is_never_taken() {
+        let up = server(true).await;
+        let (pool, tls) = (Pool::new(), tls());
+        let r = send(
+            &pool,
+            &tls,
+            settings(Duration::from_secs(30)),
+            get(up.addr, "/"),
+        )
+        .await
+        .unwrap();
+        assert!(text(r).await.starts_with("GET /"));
+        let slot = pool.slot(&origin(&format!("http://{}/", up.addr)).unwrap());
+        // As the timer leaves it, the instant before its task drops it:
+        // marked closed, its sender still ready.
+        {
+            let idle = lock(&slot.idle);
+            assert!(idle[0].tx.is_ready());
+            idle[0].state.0.store(CLOSED, Ordering::SeqCst);
+        }
+        assert!(take(&pool, &slot).is_none());
+        assert!(lock(&slot.idle).is_empty(), "dropped, not kept");
     }
 
     #[test]
