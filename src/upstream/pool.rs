@@ -787,6 +787,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_idle_connection_lives_out_its_whole_timeout() {
+        let up = server(true).await;
+        let (pool, tls) = (Pool::new(), tls());
+        let idle = Duration::from_secs(1);
+        let r = send(&pool, &tls, settings(idle), get(up.addr, "/"))
+            .await
+            .unwrap();
+        // In use for its first 300 ms, idle from then on.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(text(r).await.starts_with("GET /"));
+        // Its timer looks at 1 s, when it has been idle 0.7 s: it must
+        // stay. (It goes at the next look, at 2 s.)
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let r = send(&pool, &tls, settings(idle), get(up.addr, "/"))
+            .await
+            .unwrap();
+        assert!(text(r).await.starts_with("GET /"));
+        assert_eq!(up.accepted.load(Ordering::SeqCst), 1, "closed early");
+    }
+
+    #[tokio::test]
     async fn a_connection_its_idle_timer_closed_is_never_taken() {
         let up = server(true).await;
         let (pool, tls) = (Pool::new(), tls());
