@@ -554,7 +554,6 @@ async fn https_upstreams_over_http2_and_http1_keep_their_connections() {
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, &ca.pem).unwrap();
     let router = upstream_router(&two.base_url(), &one.base_url(), Some(&ca_file), "0");
-    let http = client();
     for (group, upstream, version) in [
         ("two", &two, http::Version::HTTP_2),
         ("one", &one, http::Version::HTTP_11),
@@ -563,13 +562,7 @@ async fn https_upstreams_over_http2_and_http1_keep_their_connections() {
             let stream = i % 2 == 1;
             let mut body = hello(group);
             body["stream"] = json!(stream);
-            let r = http
-                .post(router.url("/v1/chat/completions"))
-                .bearer_auth(CLIENT_KEY)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
+            let r = chat(&router, body).await;
             assert_eq!(r.status(), 200, "{group} #{i}");
             let text = r.text().await.unwrap();
             if stream {
@@ -598,13 +591,7 @@ async fn an_upstream_with_an_untrusted_certificate_is_unreachable() {
     let pair = ca.server("upstream", 30);
     let up = TlsUpstream::start(&pair, &[b"h2", b"http/1.1"]).await;
     let router = upstream_router(&up.base_url(), &up.base_url(), None, "0");
-    let r = client()
-        .post(router.url("/v1/chat/completions"))
-        .bearer_auth(CLIENT_KEY)
-        .json(&hello("two"))
-        .send()
-        .await
-        .unwrap();
+    let r = chat(&router, hello("two")).await;
     assert_eq!(r.status(), 502);
     let v: Value = r.json().await.unwrap();
     assert!(v["error"]["message"].is_string(), "{v}");
@@ -633,19 +620,12 @@ async fn http2_streams_past_the_peers_limit_open_another_connection() {
     std::fs::write(&ca_file, &ca.pem).unwrap();
     // One worker, so one pool: every stream asks the same one.
     let cfg_router = upstream_router(&up.base_url(), &up.base_url(), Some(&ca_file), "1");
-    let http = client();
     // Streams that end give their place back: six in a row fit on one
     // connection.
     for i in 0..6 {
         let mut body = hello("one");
         body["stream"] = json!(i % 2 == 0);
-        let r = http
-            .post(cfg_router.url("/v1/chat/completions"))
-            .bearer_auth(CLIENT_KEY)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let r = chat(&cfg_router, body).await;
         assert_eq!(r.status(), 200);
         r.text().await.unwrap();
     }
@@ -654,15 +634,11 @@ async fn http2_streams_past_the_peers_limit_open_another_connection() {
     for _ in 0..4 {
         let mut body = hello("two");
         body["stream"] = json!(true);
-        let r = http
-            .post(cfg_router.url("/v1/chat/completions"))
-            .bearer_auth(CLIENT_KEY)
-            .json(&body)
-            .send();
+        let r = chat(&cfg_router, body);
         // Each stream's first content event, within a generous bound: a
         // queued stream would never get one (the others never end).
         streams.push(tokio::time::timeout(Duration::from_secs(15), async move {
-            let mut r = r.await.unwrap();
+            let mut r = r.await;
             assert_eq!(r.status(), 200);
             let mut seen = String::new();
             while let Some(chunk) = r.chunk().await.unwrap() {

@@ -608,23 +608,48 @@ mod tests {
         }
     }
 
-    fn settings(idle: Duration) -> Settings {
-        Settings {
-            idle_timeout: idle,
-            connect_timeout: Duration::from_secs(5),
+    /// A worker's client as the tests drive it: its pool, TLS that trusts
+    /// nothing (the servers here are plain HTTP), and an idle timeout.
+    struct Client {
+        pool: Arc<Pool>,
+        tls: tokio_rustls::TlsConnector,
+        settings: Settings,
+    }
+
+    impl Client {
+        fn new(idle_timeout: Duration) -> Self {
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+            Self {
+                pool: Pool::new(),
+                tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+                settings: Settings {
+                    idle_timeout,
+                    connect_timeout: Duration::from_secs(5),
+                },
+            }
+        }
+
+        async fn send(&self, request: Request<RequestBody>) -> Result<Response<Body>, SendError> {
+            send(&self.pool, &self.tls, self.settings, request).await
+        }
+
+        /// GETs `path` and reads the whole answer.
+        async fn fetch(&self, addr: std::net::SocketAddr, path: &str) -> String {
+            text(self.send(get(addr, path)).await.unwrap()).await
+        }
+
+        fn slot(&self, addr: std::net::SocketAddr) -> Arc<Slot> {
+            self.pool.slot(&origin(&format!("http://{addr}/")).unwrap())
         }
     }
 
-    fn tls() -> tokio_rustls::TlsConnector {
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-        tokio_rustls::TlsConnector::from(Arc::new(config))
-    }
+    const LONG: Duration = Duration::from_secs(30);
 
     fn get(addr: std::net::SocketAddr, path: &str) -> Request<RequestBody> {
         let mut r = Request::new(RequestBody::default());
@@ -648,31 +673,15 @@ mod tests {
     #[tokio::test]
     async fn a_read_answer_hands_its_connection_back_for_the_next_request() {
         let up = server(true).await;
-        let (pool, tls) = (Pool::new(), tls());
+        let client = Client::new(LONG);
         for i in 0..5 {
-            let r = send(
-                &pool,
-                &tls,
-                settings(Duration::from_secs(30)),
-                get(up.addr, &format!("/v1/x?i={i}")),
-            )
-            .await
-            .unwrap();
             assert_eq!(
-                text(r).await,
+                client.fetch(up.addr, &format!("/v1/x?i={i}")).await,
                 format!("GET /v1/x?i={i} host=127.0.0.1:{}", up.addr.port())
             );
         }
         assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
-        assert_eq!(
-            lock(
-                &pool
-                    .slot(&origin(&format!("http://{}/", up.addr)).unwrap())
-                    .idle
-            )
-            .len(),
-            1
-        );
+        assert_eq!(lock(&client.slot(up.addr).idle).len(), 1);
     }
 
     #[tokio::test]
@@ -682,27 +691,18 @@ mod tests {
         request
             .headers_mut()
             .insert(header::HOST, HeaderValue::from_static("api.example.com"));
-        let r = send(
-            &Pool::new(),
-            &tls(),
-            settings(Duration::from_secs(30)),
-            request,
-        )
-        .await
-        .unwrap();
+        let r = Client::new(LONG).send(request).await.unwrap();
         assert_eq!(text(r).await, "GET / host=api.example.com");
     }
 
     #[tokio::test]
     async fn an_answer_dropped_unread_takes_its_connection_with_it() {
         let up = server(true).await;
-        let (pool, tls) = (Pool::new(), tls());
-        let s = settings(Duration::from_secs(30));
-        let first = send(&pool, &tls, s, get(up.addr, "/")).await.unwrap();
+        let client = Client::new(LONG);
+        let first = client.send(get(up.addr, "/")).await.unwrap();
         drop(first);
-        let second = send(&pool, &tls, s, get(up.addr, "/")).await.unwrap();
         assert_eq!(
-            text(second).await,
+            client.fetch(up.addr, "/").await,
             format!("GET / host=127.0.0.1:{}", up.addr.port())
         );
         assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
@@ -715,17 +715,9 @@ mod tests {
     #[tokio::test]
     async fn connections_the_peer_closes_are_not_reused() {
         let up = server(false).await;
-        let (pool, tls) = (Pool::new(), tls());
+        let client = Client::new(LONG);
         for _ in 0..3 {
-            let r = send(
-                &pool,
-                &tls,
-                settings(Duration::from_secs(30)),
-                get(up.addr, "/"),
-            )
-            .await
-            .unwrap();
-            assert!(text(r).await.starts_with("GET /"));
+            assert!(client.fetch(up.addr, "/").await.starts_with("GET /"));
         }
         assert_eq!(up.accepted.load(Ordering::SeqCst), 3);
     }
@@ -733,11 +725,9 @@ mod tests {
     #[tokio::test]
     async fn idle_connections_close_after_the_idle_timeout_and_busy_ones_do_not() {
         let up = server(true).await;
-        let (pool, tls) = (Pool::new(), tls());
         let idle = Duration::from_millis(100);
-        let r = send(&pool, &tls, settings(idle), get(up.addr, "/"))
-            .await
-            .unwrap();
+        let client = Client::new(idle);
+        let r = client.send(get(up.addr, "/")).await.unwrap();
         // Held, unread, for longer than the idle timeout: still in use.
         tokio::time::sleep(idle * 3).await;
         assert_eq!(up.ended.load(Ordering::SeqCst), 0, "closed while in use");
@@ -747,10 +737,7 @@ mod tests {
         })
         .await;
         // The next request opens a new one.
-        let r = send(&pool, &tls, settings(idle), get(up.addr, "/"))
-            .await
-            .unwrap();
-        assert!(text(r).await.starts_with("GET /"));
+        assert!(client.fetch(up.addr, "/").await.starts_with("GET /"));
         assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
     }
 
@@ -760,27 +747,14 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        let Err(e) = send(
-            &Pool::new(),
-            &tls(),
-            settings(Duration::from_secs(30)),
-            get(free, "/"),
-        )
-        .await
-        else {
+        let client = Client::new(LONG);
+        let Err(e) = client.send(get(free, "/")).await else {
             panic!("nothing listens there");
         };
         assert!(e.to_string().starts_with("connect error: "), "{e}");
         let mut relative = Request::new(RequestBody::default());
         *relative.uri_mut() = "/v1".parse().unwrap();
-        let Err(e) = send(
-            &Pool::new(),
-            &tls(),
-            settings(Duration::from_secs(30)),
-            relative,
-        )
-        .await
-        else {
+        let Err(e) = client.send(relative).await else {
             panic!("a relative URI was sent");
         };
         assert!(matches!(e, SendError::Invalid), "{e}");
@@ -789,38 +763,24 @@ mod tests {
     #[tokio::test]
     async fn an_idle_connection_lives_out_its_whole_timeout() {
         let up = server(true).await;
-        let (pool, tls) = (Pool::new(), tls());
-        let idle = Duration::from_secs(1);
-        let r = send(&pool, &tls, settings(idle), get(up.addr, "/"))
-            .await
-            .unwrap();
+        let client = Client::new(Duration::from_secs(1));
+        let r = client.send(get(up.addr, "/")).await.unwrap();
         // In use for its first 300 ms, idle from then on.
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(text(r).await.starts_with("GET /"));
         // Its timer looks at 1 s, when it has been idle 0.7 s: it must
         // stay. (It goes at the next look, at 2 s.)
         tokio::time::sleep(Duration::from_millis(1200)).await;
-        let r = send(&pool, &tls, settings(idle), get(up.addr, "/"))
-            .await
-            .unwrap();
-        assert!(text(r).await.starts_with("GET /"));
+        assert!(client.fetch(up.addr, "/").await.starts_with("GET /"));
         assert_eq!(up.accepted.load(Ordering::SeqCst), 1, "closed early");
     }
 
     #[tokio::test]
     async fn a_connection_its_idle_timer_closed_is_never_taken() {
         let up = server(true).await;
-        let (pool, tls) = (Pool::new(), tls());
-        let r = send(
-            &pool,
-            &tls,
-            settings(Duration::from_secs(30)),
-            get(up.addr, "/"),
-        )
-        .await
-        .unwrap();
-        assert!(text(r).await.starts_with("GET /"));
-        let slot = pool.slot(&origin(&format!("http://{}/", up.addr)).unwrap());
+        let client = Client::new(LONG);
+        assert!(client.fetch(up.addr, "/").await.starts_with("GET /"));
+        let slot = client.slot(up.addr);
         // As the timer leaves it, the instant before its task drops it:
         // marked closed, its sender still ready.
         {
@@ -828,7 +788,7 @@ mod tests {
             assert!(idle[0].tx.is_ready());
             idle[0].state.0.store(CLOSED, Ordering::SeqCst);
         }
-        assert!(take(&pool, &slot).is_none());
+        assert!(take(&client.pool, &slot).is_none());
         assert!(lock(&slot.idle).is_empty(), "dropped, not kept");
     }
 

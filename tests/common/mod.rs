@@ -97,6 +97,13 @@ pub struct UpstreamState {
     pub models_probes: AtomicUsize,
 }
 
+impl UpstreamState {
+    /// What the mock does for requests made with `key`.
+    pub fn set(&self, key: &str, behavior: Behavior) {
+        self.behaviors.lock().unwrap().insert(key.into(), behavior);
+    }
+}
+
 pub struct MockUpstream {
     pub addr: SocketAddr,
     pub state: Arc<UpstreamState>,
@@ -129,11 +136,7 @@ impl MockUpstream {
     }
 
     pub fn set(&self, key: &str, behavior: Behavior) {
-        self.state
-            .behaviors
-            .lock()
-            .unwrap()
-            .insert(key.into(), behavior);
+        self.state.set(key, behavior);
     }
 
     pub fn stream_shape(&self, chunks: usize, gap: Duration) {

@@ -99,11 +99,7 @@ impl TlsUpstream {
 
     /// What the mock does for requests made with `key`.
     pub fn set(&self, key: &str, behavior: super::Behavior) {
-        self.state
-            .behaviors
-            .lock()
-            .unwrap()
-            .insert(key.into(), behavior);
+        self.state.set(key, behavior);
     }
 
     /// TLS connections accepted so far.
