@@ -481,6 +481,38 @@ fn router_config(dir: &Path, port: u16, base_url: &str, store: &str) -> anyhow::
     Ok(path)
 }
 
+/// llm-router on a free port, in front of `base_url` with `store`, its
+/// environment given `env`, compared with the row `reference`.
+fn start_router(
+    bin: &Path,
+    dir: &Path,
+    name: &'static str,
+    (base_url, store): (&str, &str),
+    env: &[(&str, &std::ffi::OsStr)],
+    reference: usize,
+) -> anyhow::Result<(Target, Proc)> {
+    let port = free_port();
+    let cfg = router_config(dir, port, base_url, store)?;
+    let p = spawn(
+        name,
+        Command::new(bin)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--log-format", "json"])
+            .envs(env.iter().copied())
+            .current_dir(dir),
+    )?;
+    wait_port(port)?;
+    let target = Target {
+        name,
+        url: format!("http://127.0.0.1:{port}/v1/chat/completions"),
+        pid: Some(p.pid()),
+        cpu_pid: Some(p.pid()),
+        reference,
+    };
+    Ok((target, p))
+}
+
 /// nginx as a plain reverse proxy: on `port` to the mock, and on
 /// `https_port` to the mock behind TLS (`front`, HTTP/1.1), with keepalive,
 /// verification against `pki`'s CA and session reuse.
@@ -694,30 +726,16 @@ fn main() -> anyhow::Result<()> {
         ),
         ("llm-router memory, info logs", "memory".to_string(), "info"),
     ] {
-        let port = free_port();
-        let cfg = router_config(
+        let base_url = format!("http://127.0.0.1:{mock_port}/v1");
+        let (target, p) = start_router(
+            &bin,
             dir.path(),
-            port,
-            &format!("http://127.0.0.1:{mock_port}/v1"),
-            &store,
-        )?;
-        let p = spawn(
             name,
-            Command::new(&bin)
-                .arg("--config")
-                .arg(&cfg)
-                .args(["--log-format", "json"])
-                .env("RUST_LOG", log)
-                .current_dir(dir.path()),
+            (&base_url, &store),
+            &[("RUST_LOG", log.as_ref())],
+            1,
         )?;
-        wait_port(port)?;
-        targets.push(Target {
-            name,
-            url: format!("http://127.0.0.1:{port}/v1/chat/completions"),
-            pid: Some(p.pid()),
-            cpu_pid: Some(p.pid()),
-            reference: 1,
-        });
+        targets.push(target);
         routers.push(p);
     }
     // To an HTTPS upstream: nginx, then the router over HTTP/1.1 (the
@@ -734,27 +752,20 @@ fn main() -> anyhow::Result<()> {
         ("llm-router → HTTPS upstream, HTTP/1.1", front_h1),
         ("llm-router → HTTPS upstream, HTTP/2", front_h2),
     ] {
-        let port = free_port();
         let base_url = format!("https://localhost:{front}/v1");
-        let cfg = router_config(dir.path(), port, &base_url, "memory")?;
-        let p = spawn(
+        let env = [
+            ("RUST_LOG", "warn".as_ref()),
+            ("SSL_CERT_FILE", pki.ca.as_os_str()),
+        ];
+        let (target, p) = start_router(
+            &bin,
+            dir.path(),
             name,
-            Command::new(&bin)
-                .arg("--config")
-                .arg(&cfg)
-                .args(["--log-format", "json"])
-                .env("RUST_LOG", "warn")
-                .env("SSL_CERT_FILE", &pki.ca)
-                .current_dir(dir.path()),
+            (&base_url, "memory"),
+            &env,
+            https_reference,
         )?;
-        wait_port(port)?;
-        targets.push(Target {
-            name,
-            url: format!("http://127.0.0.1:{port}/v1/chat/completions"),
-            pid: Some(p.pid()),
-            cpu_pid: Some(p.pid()),
-            reference: https_reference,
-        });
+        targets.push(target);
         routers.push(p);
     }
     std::thread::sleep(Duration::from_secs(1));
