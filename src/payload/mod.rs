@@ -279,6 +279,15 @@ impl<'de> Deserialize<'de> for StreamOptionsFields<'de> {
     }
 }
 
+/// A JSON value (already validated) as a string, if it is one. A string
+/// without escapes, as model names are, is its bytes between the quotes.
+fn string_value(raw: &str) -> Option<String> {
+    match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        Some(plain) if !plain.contains('\\') => Some(plain.to_owned()),
+        _ => serde_json::from_str(raw).ok(),
+    }
+}
+
 /// The byte range of `raw` inside `body`. `raw` must borrow from `body`.
 fn span(body: &[u8], raw: &RawValue) -> Range<usize> {
     let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
@@ -290,20 +299,21 @@ pub const MAX_DEPTH: usize = 128;
 
 /// Whether `body` nests deeper than `max`. A byte scan, string-aware; run it
 /// before parsing so a hostile body costs one linear pass and no recursion.
+/// Strings, which are most of an LLM request's bytes, are jumped over with
+/// `memchr` rather than looked at byte by byte.
 fn too_deep(body: &[u8], max: usize) -> bool {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in body {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let mut depth = 0usize;
+    let mut i = 0;
+    while let Some(&b) = body.get(i) {
         match b {
-            b'"' => in_string = true,
+            b'"' => match scan::string_end(body, i) {
+                Some(end) => {
+                    i = end;
+                    continue;
+                }
+                // Unterminated: the parser reports it.
+                None => return false,
+            },
             b'[' | b'{' => {
                 depth += 1;
                 if depth > max {
@@ -313,6 +323,7 @@ fn too_deep(body: &[u8], max: usize) -> bool {
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        i += 1;
     }
     false
 }
@@ -348,8 +359,8 @@ pub fn parse_for(body: &[u8], endpoint: Endpoint) -> Result<Parsed, PayloadError
     let raw_model = top
         .model
         .ok_or_else(|| PayloadError::new("you must provide a model parameter", Some("model")))?;
-    let model: String = serde_json::from_str(raw_model.get())
-        .map_err(|_| PayloadError::new("model must be a string", Some("model")))?;
+    let model = string_value(raw_model.get())
+        .ok_or_else(|| PayloadError::new("model must be a string", Some("model")))?;
     if model.chars().any(char::is_control) {
         return Err(PayloadError::new(
             "model must not contain control characters",

@@ -66,6 +66,12 @@ fn a_client_that_asked_for_usage_keeps_its_body() {
 fn bad_bodies_are_rejected_with_the_param() {
     let err = |b: &str| parse(b.as_bytes()).unwrap_err();
     assert!(err("{not json").message.contains("could not parse"));
+    // An unterminated string is a parse error, whatever it holds.
+    assert!(
+        err(r#"{"model":"g","x":"[[{"#)
+            .message
+            .contains("could not parse")
+    );
     assert!(err("[1,2]").message.contains("could not parse"));
     assert_eq!(err(r#"{"messages":[]}"#).param, Some("model"));
     assert_eq!(err(r#"{"model":42}"#).param, Some("model"));
@@ -115,6 +121,67 @@ fn deep_nesting_is_an_error_not_a_crash() {
         "]".repeat(100)
     );
     assert!(parse(ok.as_bytes()).is_ok());
+}
+
+#[test]
+fn model_names_are_read_as_json_strings() {
+    let model = |b: &str| parse(b.as_bytes()).map(|p| p.model);
+    assert_eq!(model(r#"{"model":"gpt-4o"}"#).unwrap(), "gpt-4o");
+    assert_eq!(model(r#"{"model":"été/模型"}"#).unwrap(), "été/模型");
+    // Escapes are decoded, whichever character they stand for.
+    assert_eq!(model(r#"{"model":"a\u0041\/b\"c"}"#).unwrap(), "aA/b\"c");
+    assert_eq!(model(r#"{"model":"\\"}"#).unwrap(), "\\");
+    assert_eq!(model(r#"{"model":""}"#).unwrap(), "");
+    // A raw C1 control character is valid JSON but no model name.
+    assert_eq!(
+        model("{\"model\":\"a\u{85}b\"}").unwrap_err().param,
+        Some("model")
+    );
+    for not_a_string in ["null", "true", "[\"g\"]", "{\"a\":\"g\"}"] {
+        let err = model(&format!(r#"{{"model":{not_a_string}}}"#)).unwrap_err();
+        assert_eq!(err.message, "model must be a string", "{not_a_string}");
+    }
+}
+
+/// How deep `v` nests arrays and objects (a scalar is 0).
+fn depth(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        serde_json::Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn nested_json() -> impl Strategy<Value = serde_json::Value> {
+    // Strings full of what a careless scan would count or stop at.
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<i64>().prop_map(Into::into),
+        "[\\[\\]{}\"\\\\a]{0,8}".prop_map(Into::into),
+    ];
+    leaf.prop_recursive(8, 64, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Into::into),
+            proptest::collection::btree_map("[a-z\\[{\"]{1,4}", inner, 0..4)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, rng_seed: proptest::test_runner::RngSeed::Fixed(13), ..ProptestConfig::default() })]
+
+    /// The nesting scan counts exactly the brackets the JSON parser sees,
+    /// none of those inside strings, escaped quotes and all.
+    #[test]
+    fn the_nesting_scan_agrees_with_the_parser(value in nested_json(), pretty in any::<bool>()) {
+        let body = if pretty { serde_json::to_vec_pretty(&value) } else { serde_json::to_vec(&value) }.unwrap();
+        let d = depth(&value);
+        prop_assert!(!too_deep(&body, d));
+        if d > 0 {
+            prop_assert!(too_deep(&body, d - 1));
+        }
+    }
 }
 
 #[test]
