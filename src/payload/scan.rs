@@ -20,11 +20,48 @@ pub fn top_level_value<'a>(body: &'a [u8], key: &str) -> Option<&'a [u8]> {
         .map(|m| &body[m.value.clone()])
 }
 
+/// The raw bytes of `key`'s value when it is the *last* member of the
+/// top-level object `body`, found from the end: the members before it are
+/// not walked. OpenAI, and most providers that copy it, put `usage` last in
+/// a whole answer, after the text. `None` when it is not last, or its key is
+/// written with escapes; [`top_level_value`] then finds it wherever it is.
+///
+/// The key is the last `"key"` in the body, preceded by `{` or `,` (so its
+/// first quote opens a string: an escaped quote follows a backslash) and
+/// followed by `:`; after its value comes the `}` that ends the body. In a
+/// well-formed body that `}` closes the top-level object, so the member is
+/// one of its own, not a nested object's.
+pub fn last_member_value<'a>(body: &'a [u8], key: &str) -> Option<&'a [u8]> {
+    if body.get(skip_ws(body, 0)) != Some(&b'{') {
+        return None;
+    }
+    // Quote by quote from the end (no substring searcher to build): where
+    // `key` is last, only its value's few quotes come after it.
+    let key = key.as_bytes();
+    let open = memchr::memrchr_iter(b'"', body)
+        .find(|&q| body[q + 1..].starts_with(key) && body.get(q + 1 + key.len()) == Some(&b'"'))?;
+    let close = open + 1 + key.len();
+    let before = body[..open].iter().rposition(|b| !is_ws(*b))?;
+    if !matches!(body[before], b'{' | b',') {
+        return None;
+    }
+    let colon = skip_ws(body, close + 1);
+    if body.get(colon) != Some(&b':') {
+        return None;
+    }
+    let start = skip_ws(body, colon + 1);
+    let end = value_end(body, start)?;
+    let last = skip_ws(body, end);
+    (body.get(last) == Some(&b'}') && skip_ws(body, last + 1) == body.len())
+        .then(|| &body[start..end])
+}
+
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
 pub(super) fn skip_ws(body: &[u8], mut i: usize) -> usize {
-    while body
-        .get(i)
-        .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-    {
+    while body.get(i).copied().is_some_and(is_ws) {
         i += 1;
     }
     i
@@ -178,6 +215,49 @@ mod tests {
         assert_eq!(find(r#"{"\"usage\"":7}"#, "usage"), None);
     }
 
+    fn last<'a>(body: &'a str, key: &str) -> Option<&'a str> {
+        last_member_value(body.as_bytes(), key).map(|v| std::str::from_utf8(v).unwrap())
+    }
+
+    #[test]
+    fn the_last_member_is_found_from_the_end() {
+        let body = "{\"choices\":[{\"usage\":1}],\"usage\" :\n {\"total_tokens\":3} }\n";
+        assert_eq!(last(body, "usage"), Some(r#"{"total_tokens":3}"#));
+        assert_eq!(last(r#"{"usage":7}"#, "usage"), Some("7"));
+        assert_eq!(
+            last(r#" {"a":1, "usage":[1,"}"]}"#, "usage"),
+            Some(r#"[1,"}"]"#)
+        );
+    }
+
+    #[test]
+    fn a_member_that_is_not_the_top_levels_last_is_left_to_the_full_scan() {
+        for body in [
+            // Not last.
+            r#"{"usage":{"a":1},"id":"x"}"#,
+            // Last of a nested object.
+            r#"{"a":{"usage":1}}"#,
+            r#"{"a":[{"usage":1}]}"#,
+            // The last "usage" is a value, or inside a string.
+            r#"{"usage":1,"type":"usage"}"#,
+            r#"{"usage":1,"t":"a,\"usage\":2}"}"#,
+            r#"{"say \"usage":{"prompt_tokens":5}}"#,
+            // Its key is spelled with an escape.
+            r#"{"us\u0061ge":1}"#,
+            // Not an object, or no closing brace, or something after it.
+            r#"["usage":1}"#,
+            r#"{"usage":1"#,
+            r#"{"usage":1} x"#,
+            r#"{"usage": }"#,
+            r#"{"usage" 1}"#,
+            r#"{"usages":1}"#,
+            r#"{"xusage":1}"#,
+            r#""usage":1}"#,
+        ] {
+            assert_eq!(last(body, "usage"), None, "{body}");
+        }
+    }
+
     #[test]
     fn a_member_with_no_value_has_none() {
         assert_eq!(find(r#"{"a":,"b":1}"#, "a"), None);
@@ -244,9 +324,44 @@ mod tests {
             prop_assert_eq!(top_level_value(&body, "absent-key"), None);
         }
 
+        /// Put last, the member is found from the end, and is exactly what
+        /// the full scan finds; put anywhere, the end-first lookup never
+        /// disagrees with the full scan, it only gives up.
+        #[test]
+        fn the_end_first_lookup_agrees_with_the_full_scan(
+            members in proptest::collection::btree_map("[a-z]{1,4}", json_value(), 0..5),
+            usage in json_value(),
+            pretty in any::<bool>(),
+        ) {
+            let mut fields: Vec<(String, serde_json::Value)> = members.into_iter().collect();
+            fields.retain(|(k, _)| k != "usage");
+            let sep = if pretty { ",\n  " } else { "," };
+            let render = |fields: &[(String, serde_json::Value)]| {
+                let inner: Vec<String> = fields
+                    .iter()
+                    .map(|(k, v)| format!("\"{k}\": {v}"))
+                    .collect();
+                format!("{{{}}}", inner.join(sep))
+            };
+            let mut last_usage = fields.clone();
+            last_usage.push(("usage".into(), usage.clone()));
+            let body = render(&last_usage);
+            let raw = last_member_value(body.as_bytes(), "usage").expect("usage is last");
+            prop_assert_eq!(Some(raw), top_level_value(body.as_bytes(), "usage"));
+            prop_assert_eq!(serde_json::from_slice::<serde_json::Value>(raw).unwrap(), usage.clone());
+
+            let mut first_usage = vec![("usage".to_string(), usage)];
+            first_usage.extend(fields.iter().cloned());
+            let body = render(&first_usage);
+            if let Some(raw) = last_member_value(body.as_bytes(), "usage") {
+                prop_assert_eq!(Some(raw), top_level_value(body.as_bytes(), "usage"));
+            }
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = top_level_value(&bytes, "usage");
+            let _ = last_member_value(&bytes, "usage");
         }
     }
 }

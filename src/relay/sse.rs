@@ -188,9 +188,13 @@ fn memchr_usage(data: &[u8]) -> bool {
     data.windows(7).any(|w| w == b"\"usage\"")
 }
 
-/// Reads usage from a whole (non-streaming) JSON response body.
+/// Reads usage from a whole (non-streaming) JSON response body: from its
+/// end, where OpenAI puts it, and walking the whole object only when it is
+/// not there.
 pub fn body_usage(body: &[u8]) -> Option<TokenUsage> {
-    usage_value(crate::payload::scan::top_level_value(body, "usage")?)
+    use crate::payload::scan::{last_member_value, top_level_value};
+    let raw = last_member_value(body, "usage").or_else(|| top_level_value(body, "usage"))?;
+    usage_value(raw)
 }
 
 /// Reads a `usage` member's raw value.
