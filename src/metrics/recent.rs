@@ -1,12 +1,16 @@
-//! The last requests, for the dashboard: a fixed ring of `ArcSwapOption`
-//! slots, so recording one is an allocation and two atomic operations,
-//! never a lock.
+//! The last requests, for the dashboard: a fixed ring of slots, each behind
+//! its own lock. A shared counter hands consecutive requests consecutive
+//! slots, so two writers meet on one lock only when the ring has gone all
+//! the way round between them; the dashboard's read takes each lock in turn.
+//!
+//! The slots were `ArcSwapOption`s, but a store there pays every reader's
+//! debts: a walk over all threads' debt lists, ten times the cost of an
+//! uncontended lock and unlock.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use arc_swap::ArcSwapOption;
 use serde::Serialize;
 
 fn unix_secs() -> u64 {
@@ -33,14 +37,14 @@ pub struct RecentRequest {
 const RECENT: usize = 64;
 
 pub struct Recent {
-    slots: Box<[ArcSwapOption<RecentRequest>]>,
+    slots: Box<[Mutex<Option<Arc<RecentRequest>>>]>,
     next: AtomicUsize,
 }
 
 impl Default for Recent {
     fn default() -> Self {
         Self {
-            slots: (0..RECENT).map(|_| ArcSwapOption::empty()).collect(),
+            slots: (0..RECENT).map(|_| Mutex::new(None)).collect(),
             next: AtomicUsize::new(0),
         }
     }
@@ -50,16 +54,24 @@ impl Recent {
     pub fn record(&self, mut r: RecentRequest) {
         r.at = unix_secs();
         let i = self.next.fetch_add(1, Relaxed) % RECENT;
-        self.slots[i].store(Some(Arc::new(r)));
+        let new = Some(Arc::new(r));
+        // The one it replaces is dropped after the lock is let go.
+        let _old = std::mem::replace(&mut *lock(&self.slots[i]), new);
     }
 
     /// Newest first.
     pub fn list(&self) -> Vec<Arc<RecentRequest>> {
         let end = self.next.load(Relaxed);
         (0..RECENT.min(end))
-            .filter_map(|back| self.slots[(end - 1 - back) % RECENT].load_full())
+            .filter_map(|back| lock(&self.slots[(end - 1 - back) % RECENT]).clone())
             .collect()
     }
+}
+
+/// A slot's lock. Its holders only move a pointer in or out, so a panic
+/// while holding it leaves nothing half-written.
+fn lock<T>(slot: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    slot.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
@@ -91,5 +103,26 @@ mod tests {
         assert_eq!(list.len(), RECENT);
         assert_eq!(&*list[0].request_id, "99");
         assert_eq!(&*list[RECENT - 1].request_id, "36");
+    }
+
+    #[test]
+    fn writers_on_many_threads_fill_distinct_slots() {
+        let r = Recent::default();
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let r = &r;
+                s.spawn(move || {
+                    for i in 0..1000 {
+                        r.record(req(&format!("{t}-{i}")));
+                    }
+                });
+            }
+        });
+        let list = r.list();
+        assert_eq!(list.len(), RECENT);
+        let mut ids: Vec<_> = list.iter().map(|x| x.request_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), RECENT, "each slot holds its own request");
     }
 }
