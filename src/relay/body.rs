@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use tokio::time::Instant;
 
 use super::compress::{Encoding, EventEncoder};
@@ -61,13 +61,27 @@ impl Head {
     }
 }
 
+/// The stream's next item if it is there already. Taking it so, rather
+/// than under a timeout, saves a clock read and a timer's insertion into the
+/// runtime's wheel and removal from it; a chunk that is there cannot time
+/// out (tokio's `Timeout` too looks at its future before its timer).
+pub(super) fn ready_now<S: Stream + Unpin>(upstream: &mut S) -> Option<Option<S::Item>> {
+    upstream.next().now_or_never()
+}
+
 /// The next chunk of `upstream`, within the idle timeout and the deadline.
 async fn next_chunk<S, E>(upstream: &mut S, opts: &BodyOptions) -> Result<Option<Bytes>, Outcome>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
-    let wait = (Instant::now() + opts.idle).min(opts.deadline);
-    match tokio::time::timeout_at(wait, upstream.next()).await {
+    let next = match ready_now(upstream) {
+        Some(item) => Ok(item),
+        None => {
+            let wait = (Instant::now() + opts.idle).min(opts.deadline);
+            tokio::time::timeout_at(wait, upstream.next()).await
+        }
+    };
+    match next {
         Ok(Some(Ok(chunk))) => Ok(Some(chunk)),
         Ok(None) => Ok(None),
         Ok(Some(Err(_))) => Err(Outcome::UpstreamBodyFailed),

@@ -157,13 +157,22 @@ where
                 );
                 return Some(self.interrupt(Outcome::EventTooLarge).await);
             }
-            let wait_until = (Instant::now() + self.opts.idle).min(self.opts.deadline);
-            let next = tokio::select! {
-                next = tokio::time::timeout_at(wait_until, self.upstream.next()) => next,
-                () = self.opts.stop.cancelled() => {
-                    self.phase = Phase::Ending;
-                    self.end(Outcome::Shutdown);
-                    return Some(self.encode(events::shutdown(self.opts.formats.client)).await);
+            let ready = match self.opts.stop.is_cancelled() {
+                false => body::ready_now(&mut self.upstream),
+                true => None,
+            };
+            let next = match ready {
+                Some(item) => Ok(item),
+                None => {
+                    let wait_until = (Instant::now() + self.opts.idle).min(self.opts.deadline);
+                    tokio::select! {
+                        next = tokio::time::timeout_at(wait_until, self.upstream.next()) => next,
+                        () = self.opts.stop.cancelled() => {
+                            self.phase = Phase::Ending;
+                            self.end(Outcome::Shutdown);
+                            return Some(self.encode(events::shutdown(self.opts.formats.client)).await);
+                        }
+                    }
                 }
             };
             match next {
