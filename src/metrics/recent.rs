@@ -36,15 +36,21 @@ pub struct RecentRequest {
 
 const RECENT: usize = 64;
 
+/// One slot, on a cache line of its own: consecutive requests, which take
+/// consecutive slots, often finish on different cores, and four slots to a
+/// line made each record wait for the line to come over from the other.
+#[repr(align(128))]
+struct Slot(Mutex<Option<Arc<RecentRequest>>>);
+
 pub struct Recent {
-    slots: Box<[Mutex<Option<Arc<RecentRequest>>>]>,
+    slots: Box<[Slot]>,
     next: AtomicUsize,
 }
 
 impl Default for Recent {
     fn default() -> Self {
         Self {
-            slots: (0..RECENT).map(|_| Mutex::new(None)).collect(),
+            slots: (0..RECENT).map(|_| Slot(Mutex::new(None))).collect(),
             next: AtomicUsize::new(0),
         }
     }
@@ -56,14 +62,14 @@ impl Recent {
         let i = self.next.fetch_add(1, Relaxed) % RECENT;
         let new = Some(Arc::new(r));
         // The one it replaces is dropped after the lock is let go.
-        let _old = std::mem::replace(&mut *lock(&self.slots[i]), new);
+        let _old = std::mem::replace(&mut *lock(&self.slots[i].0), new);
     }
 
     /// Newest first.
     pub fn list(&self) -> Vec<Arc<RecentRequest>> {
         let end = self.next.load(Relaxed);
         (0..RECENT.min(end))
-            .filter_map(|back| lock(&self.slots[(end - 1 - back) % RECENT]).clone())
+            .filter_map(|back| lock(&self.slots[(end - 1 - back) % RECENT].0).clone())
             .collect()
     }
 }
