@@ -403,13 +403,7 @@ mod tests {
             "\\PC{0,12}".prop_map(Into::into),
             "[\"\\\\{}\\[\\],:u]{0,6}".prop_map(Into::into),
         ];
-        leaf.prop_recursive(4, 32, 6, |inner| {
-            prop_oneof![
-                proptest::collection::vec(inner.clone(), 0..4).prop_map(Into::into),
-                proptest::collection::btree_map("[a-z\"]{1,6}", inner, 0..4)
-                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
-            ]
-        })
+        crate::payload::nested_json::nested(leaf, "[a-z\"]{1,6}", 4)
     }
 
     proptest! {

@@ -484,4 +484,6 @@ fn strip_position(message: &str) -> &str {
 }
 
 #[cfg(test)]
+mod nested_json;
+#[cfg(test)]
 mod tests;

@@ -159,13 +159,7 @@ fn nested_json() -> impl Strategy<Value = serde_json::Value> {
         any::<i64>().prop_map(Into::into),
         "[\\[\\]{}\"\\\\a]{0,8}".prop_map(Into::into),
     ];
-    leaf.prop_recursive(8, 64, 4, |inner| {
-        prop_oneof![
-            proptest::collection::vec(inner.clone(), 0..4).prop_map(Into::into),
-            proptest::collection::btree_map("[a-z\\[{\"]{1,4}", inner, 0..4)
-                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
-        ]
-    })
+    super::nested_json::nested(leaf, "[a-z\\[{\"]{1,4}", 8)
 }
 
 proptest! {
