@@ -45,15 +45,20 @@ pub fn last_member_value<'a>(body: &'a [u8], key: &str) -> Option<&'a [u8]> {
     if !matches!(body[before], b'{' | b',') {
         return None;
     }
-    let colon = skip_ws(body, close + 1);
-    if body.get(colon) != Some(&b':') {
+    let value = value_after_key(body, close + 1)?;
+    let last = skip_ws(body, value.end);
+    (body.get(last) == Some(&b'}') && skip_ws(body, last + 1) == body.len()).then(|| &body[value])
+}
+
+/// `key_end` just past a member's key; the span of its value, after the
+/// colon.
+fn value_after_key(b: &[u8], key_end: usize) -> Option<Range<usize>> {
+    let colon = skip_ws(b, key_end);
+    if b.get(colon) != Some(&b':') {
         return None;
     }
-    let start = skip_ws(body, colon + 1);
-    let end = value_end(body, start)?;
-    let last = skip_ws(body, end);
-    (body.get(last) == Some(&b'}') && skip_ws(body, last + 1) == body.len())
-        .then(|| &body[start..end])
+    let start = skip_ws(b, colon + 1);
+    Some(start..value_end(b, start)?)
 }
 
 fn is_ws(b: u8) -> bool {
@@ -150,16 +155,12 @@ pub(super) fn object_members(b: &[u8], open: usize) -> Option<Vec<Member>> {
             return None;
         }
         let key_end = string_end(b, i)?;
-        let colon = skip_ws(b, key_end);
-        if b.get(colon) != Some(&b':') {
-            return None;
-        }
-        let value_start = skip_ws(b, colon + 1);
-        let end = value_end(b, value_start)?;
+        let value = value_after_key(b, key_end)?;
+        let end = value.end;
         out.push(Member {
             start: i,
             key: i + 1..key_end - 1,
-            value: value_start..end,
+            value,
         });
         i = skip_ws(b, end);
         match b.get(i) {
