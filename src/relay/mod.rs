@@ -157,9 +157,10 @@ where
                 );
                 return Some(self.interrupt(Outcome::EventTooLarge).await);
             }
-            let ready = match self.opts.stop.is_cancelled() {
-                false => body::ready_now(&mut self.upstream),
-                true => None,
+            let ready = if self.opts.stop.is_cancelled() {
+                None
+            } else {
+                body::ready_now(&mut self.upstream)
             };
             let next = match ready {
                 Some(item) => Ok(item),
