@@ -17,6 +17,7 @@
 
 pub mod accounting;
 pub mod admin;
+pub mod alloc;
 pub mod app;
 pub mod cache;
 pub mod clients;

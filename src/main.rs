@@ -24,9 +24,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// mimalloc: glibc's allocator showed up in profiles as ~15% of CPU, much of
-/// it arena-lock contention between the runtime's worker threads.
+/// it arena-lock contention between the runtime's worker threads. See
+/// `alloc` for why it is not `mimalloc::MiMalloc` itself.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: llm_router::alloc::Allocator = llm_router::alloc::Allocator;
 
 /// mimalloc's default commits arena memory eagerly: in the benchmark that
 /// cost ~30 KiB of RSS per open stream (~80 KiB in all, against ~51 KiB
