@@ -53,32 +53,47 @@ impl From<ApiError> for Rejection {
     }
 }
 
+/// What the direct lane needs: the state, and this worker's own upstream
+/// client. Each worker has its own `Arc` of it, so the one reference count a
+/// request takes is on the worker's own cache line. Cloning the state and
+/// the client per request took three, one of them on a line every worker
+/// writes.
+pub struct Lane {
+    pub app: AppState,
+    pub upstream: Upstream,
+}
+
 /// The public listener's direct lane (see `http::Service`): the request
 /// id, the key check and the proxy, without the router's middleware stack.
-pub async fn direct(
-    app: &AppState,
-    upstream: &Upstream,
+///
+/// The id and the key check are done here, before the future exists, and
+/// the future holds the request once: the steps below borrow it. Each
+/// `async fn` that took it by value kept its own copies (its argument and
+/// its body's binding) in every request's future, which is allocated and
+/// copied once per request.
+pub fn direct(
+    lane: Arc<Lane>,
     endpoint: Endpoint,
     request: http::Request<hyper::body::Incoming>,
-) -> Response {
+) -> impl Future<Output = Response> + Send + 'static {
     let (parts, body) = request.into_parts();
     let info = request_id::info_for(&parts.headers, parts.uri.path());
-    let mut response = match auth::identify(app, &parts.headers) {
-        Some(caller) => {
-            let request = ClientRequest {
-                info: info.clone(),
-                caller: &caller,
-                endpoint,
-                query: parts.uri.query(),
-                headers: parts.headers,
-                body,
-            };
-            respond(app, upstream, request).await
-        }
-        None => auth::unauthorized(app, Some(&info), endpoint.api()),
+    let caller = auth::identify(&lane.app, &parts.headers);
+    let request = ClientRequest {
+        info,
+        endpoint,
+        uri: parts.uri,
+        headers: parts.headers,
     };
-    request_id::stamp(&mut response, &info);
-    response
+    async move {
+        let Lane { app, upstream } = &*lane;
+        let mut response = match &caller {
+            Some(caller) => respond(app, upstream, &request, caller, body).await,
+            None => auth::unauthorized(app, Some(&request.info), endpoint.api()),
+        };
+        request_id::stamp(&mut response, &request.info);
+        response
+    }
 }
 
 /// `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings` and
@@ -98,44 +113,45 @@ pub async fn handle(
     let caller = caller.map_or(Caller::Master, |Extension(c)| c);
     let request = ClientRequest {
         info,
-        caller: &caller,
         endpoint,
-        query: uri.query(),
+        uri,
         headers,
-        body,
     };
     // This lane serves few requests (CORS ones): the shared client will do.
-    respond(&app, &app.upstream, request).await
+    respond(&app, &app.upstream, &request, &caller, body).await
 }
 
-/// A client's request to a proxy endpoint, its caller identified.
-struct ClientRequest<'a, B> {
+/// A client's request to a proxy endpoint: its head, which the steps
+/// borrow (the body is passed on by value, and read once).
+struct ClientRequest {
     info: RequestInfo,
-    caller: &'a Caller,
     endpoint: Endpoint,
-    query: Option<&'a str>,
+    uri: http::Uri,
     headers: HeaderMap,
-    body: B,
 }
 
-async fn respond<B>(app: &AppState, upstream: &Upstream, request: ClientRequest<'_, B>) -> Response
+async fn respond<B>(
+    app: &AppState,
+    upstream: &Upstream,
+    request: &ClientRequest,
+    caller: &Caller,
+    body: B,
+) -> Response
 where
     B: HttpBody<Data = Bytes>,
     B::Error: Into<axum::BoxError>,
 {
-    let log_info = request.info.clone();
-    let api = request.endpoint.api();
-    match proxy(app, upstream, request).await {
+    match proxy(app, upstream, request, caller, body).await {
         Ok(response) => response,
         Err(Rejection(error, group)) => {
             log_rejected(
                 &app.metrics,
-                &log_info,
+                &request.info,
                 group.as_deref(),
                 error.status().as_u16(),
                 error.code(),
             );
-            error.response_in(api)
+            error.response_in(request.endpoint.api())
         }
     }
 }
@@ -144,7 +160,9 @@ where
 async fn proxy<B>(
     app: &AppState,
     upstream: &Upstream,
-    request: ClientRequest<'_, B>,
+    request: &ClientRequest,
+    caller: &Caller,
+    body: B,
 ) -> Result<Response, Rejection>
 where
     B: HttpBody<Data = Bytes>,
@@ -152,128 +170,134 @@ where
 {
     let ClientRequest {
         info,
-        caller,
         endpoint,
-        query,
+        uri,
         headers,
-        body,
     } = request;
+    let endpoint = *endpoint;
     let runtime = app.runtime();
     let in_flight = app.metrics.in_flight();
 
-    let Admitted { body, parsed } = admit(&runtime, endpoint, &headers, body).await?;
-    note_input(&info, &body);
+    let Admitted { body, parsed } = admit(&runtime, endpoint, headers, body).await?;
+    note_input(info, &body);
     let route = route(app, &runtime, caller, &parsed, &body)?;
     if endpoint == Endpoint::CountTokens && !speaks(&route.group, Api::Anthropic) {
-        return Ok(count_locally(app, &info, &route.group, &body));
+        return Ok(count_locally(app, info, &route.group, &body));
     }
-    let request = (endpoint, &parsed, &body[..], &headers);
-    let cache = match cached::lookup(app, &route.group, request, caller, &info).await {
+    let request = (endpoint, &parsed, &body[..], headers);
+    let cache = match cached::lookup(app, &route.group, request, caller, info).await {
         Lookup::Hit(response) => return Ok(response),
         Lookup::Miss { fill, label } => Some((fill, label)),
         Lookup::Off => None,
     };
-    let bodies = prepare(endpoint, &body, &parsed, &route.group)?;
     let deadline = Instant::now() + runtime.config.timeouts.total;
     let penalties = Penalties {
         request: runtime.config.request_penalty,
         error: runtime.config.error_penalty,
     };
-    let plan = Plan {
-        group: &route.group,
-        endpoint,
-        bodies: &bodies,
-        body_len: body.len(),
-        query,
-        headers: &headers,
-        max_attempts: runtime.config.retries.max_attempts,
-        first_byte: runtime.config.timeouts.first_byte,
-        deadline,
-        cooldown: &runtime.config.cooldown,
-        penalties,
-        trace: &info.trace,
+    // The blocks below end what their locals borrow: rustc keeps a local
+    // that was ever borrowed in the future until its scope ends, so
+    // without them the plan, the bodies and the attempt would all be kept
+    // while the answer is relayed.
+    let sent = {
+        let bodies = prepare(endpoint, &body, &parsed, &route.group)?;
+        let plan = Plan {
+            group: &route.group,
+            endpoint,
+            bodies: &bodies,
+            body_len: body.len(),
+            query: uri.query(),
+            headers,
+            max_attempts: runtime.config.retries.max_attempts,
+            first_byte: runtime.config.timeouts.first_byte,
+            deadline,
+            cooldown: &runtime.config.cooldown,
+            penalties,
+            trace: &info.trace,
+        };
+        send(app, upstream, &plan).await?
     };
-    let attempt = send(app, upstream, &plan).await?;
 
-    let Attempt {
-        response,
-        candidate,
-        attempts,
-        reservation,
-        trace,
-    } = attempt;
-    let status = response.status();
-    let chosen = &route.group.candidates[candidate];
-    let formats = Formats {
-        client: endpoint.api(),
-        provider: chosen.provider.api(),
-    };
-    let model = chosen.model.clone();
-    let chosen_price = chosen.price;
-    let exchange = Exchange::new(
-        info,
-        Routed {
-            group: route.group.clone(),
+    let (response, answer, formats) = {
+        let Attempt {
+            response,
             candidate,
             attempts,
-            status: status.as_u16(),
             reservation,
             trace,
-        },
-        Billing {
-            penalties,
-            cooldown: runtime.config.cooldown.clone(),
-            client: route.client,
-            request_body: body.clone(),
-            metrics: app.metrics.clone(),
-        },
-    );
-    let mut out_headers = upstream::response_headers(response.headers());
-    if let Some(h) = &route.rate_headers {
-        h.apply(&mut out_headers);
-    }
-    let fill = match cache {
-        Some((fill, label)) => {
-            out_headers.insert(cached::HEADER, HeaderValue::from_static(label));
-            // Only complete 200 answers are kept.
-            fill.filter(|_| status == StatusCode::OK)
-                .map(|f| f.priced(chosen_price))
+        } = sent;
+        let status = response.status();
+        let chosen = &route.group.candidates[candidate];
+        let formats = Formats {
+            client: endpoint.api(),
+            provider: chosen.provider.api(),
+        };
+        let chosen_price = chosen.price;
+        let exchange = Exchange::new(
+            info.clone(),
+            Routed {
+                group: route.group.clone(),
+                candidate,
+                attempts,
+                status: status.as_u16(),
+                reservation,
+                trace,
+            },
+            Billing {
+                penalties,
+                cooldown: runtime.config.cooldown.clone(),
+                client: route.client,
+                request_body: body.clone(),
+                metrics: app.metrics.clone(),
+            },
+        );
+        let mut out_headers = upstream::response_headers(response.headers());
+        if let Some(h) = &route.rate_headers {
+            h.apply(&mut out_headers);
         }
-        None => None,
-    };
-    let answer = Answer {
-        status,
-        headers: out_headers,
-        exchange,
-        in_flight,
-        price: chosen_price,
-        fill,
-    };
-    if is_event_stream(response.headers()) {
-        let options = RelayOptions {
-            formats,
-            model,
-            include_usage: parsed.include_usage,
-            strip_usage_chunk: parsed.router_requested_usage(),
-            idle: runtime.config.timeouts.idle,
-            deadline,
-            encoding: compress::negotiate(headers.get(header::ACCEPT_ENCODING)),
-            stop: app.streams_stop.clone(),
-            max_event_bytes: usize::try_from(runtime.config.limits.max_event_bytes)
-                .unwrap_or(usize::MAX),
+        let fill = match cache {
+            Some((fill, label)) => {
+                out_headers.insert(cached::HEADER, HeaderValue::from_static(label));
+                // Only complete 200 answers are kept.
+                fill.filter(|_| status == StatusCode::OK)
+                    .map(|f| f.priced(chosen_price))
+            }
+            None => None,
         };
-        let streams = InFlight::new(app.metrics.open_streams.clone());
-        Ok(relay_stream(response, answer, options, streams))
-    } else {
-        let options = BodyOptions {
-            idle: runtime.config.timeouts.idle,
-            deadline,
-            max_bytes: runtime.config.limits.max_response_bytes,
+        let answer = Answer {
+            status,
+            headers: out_headers,
+            exchange,
+            in_flight,
+            price: chosen_price,
+            fill,
         };
-        relay_json(response, answer, &headers, options, (formats, endpoint))
-            .await
-            .map_err(|e| Rejection(e, Some(parsed.model.clone())))
-    }
+        if is_event_stream(response.headers()) {
+            let options = RelayOptions {
+                formats,
+                model: chosen.model.clone(),
+                include_usage: parsed.include_usage,
+                strip_usage_chunk: parsed.router_requested_usage(),
+                idle: runtime.config.timeouts.idle,
+                deadline,
+                encoding: compress::negotiate(headers.get(header::ACCEPT_ENCODING)),
+                stop: app.streams_stop.clone(),
+                max_event_bytes: usize::try_from(runtime.config.limits.max_event_bytes)
+                    .unwrap_or(usize::MAX),
+            };
+            let streams = InFlight::new(app.metrics.open_streams.clone());
+            return Ok(relay_stream(response, answer, options, streams));
+        }
+        (response, answer, formats)
+    };
+    let options = BodyOptions {
+        idle: runtime.config.timeouts.idle,
+        deadline,
+        max_bytes: runtime.config.limits.max_response_bytes,
+    };
+    relay_json(response, answer, headers, options, (formats, endpoint))
+        .await
+        .map_err(|e| Rejection(e, Some(parsed.model.clone())))
 }
 
 /// What step 1 admitted: the body, and what routing reads of it.
@@ -582,127 +606,143 @@ const TRANSLATE_WINDOW: usize = 16 * 1024 * 1024;
 /// format. A body that stalls, breaks or grows past
 /// `limits.max_response_bytes` before the client saw a byte is a 504 or
 /// 502, and settles as a failure.
-async fn relay_json(
+///
+/// An `async` block rather than an `async fn`, and `answer` used in place:
+/// both keep each of its fields once in the request's future, where an
+/// `async fn` that took it apart kept the whole and the parts.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn keeps its arguments twice in the future"
+)]
+fn relay_json<'a>(
     response: crate::upstream::UpstreamResponse,
-    answer: Answer,
-    request: &HeaderMap,
+    mut answer: Answer,
+    request: &'a HeaderMap,
     options: BodyOptions,
     (formats, endpoint): (Formats, Endpoint),
-) -> Result<Response, ApiError> {
-    let Answer {
-        status,
-        mut headers,
-        mut exchange,
-        in_flight,
-        price,
-        fill,
-    } = answer;
-    let declared = content_length(response.headers());
-    let mut upstream = BodyDataStream::new(response.into_body());
-    let failed = |exchange: Exchange, outcome: Outcome| {
-        exchange.finish(End::with(outcome));
-        match outcome {
-            Outcome::UpstreamTimeout => ApiError::UpstreamTimeout,
-            Outcome::ResponseTooLarge => ApiError::UpstreamTooLarge,
-            _ => ApiError::UpstreamBodyFailed,
+) -> impl Future<Output = Result<Response, ApiError>> + Send + 'a {
+    async move {
+        let status = answer.status;
+        let declared = content_length(response.headers());
+        let mut upstream = BodyDataStream::new(response.into_body());
+        let failed = |exchange: Exchange, outcome: Outcome| {
+            exchange.finish(End::with(outcome));
+            match outcome {
+                Outcome::UpstreamTimeout => ApiError::UpstreamTimeout,
+                Outcome::ResponseTooLarge => ApiError::UpstreamTooLarge,
+                _ => ApiError::UpstreamBodyFailed,
+            }
+        };
+        if !status.is_success() {
+            // Providers do not bill requests they refused.
+            let head = match json_body::read_head(&mut upstream, ERROR_BODY_WINDOW, &options).await
+            {
+                Ok(head) => head,
+                Err(outcome) => return Err(failed(answer.exchange, outcome)),
+            };
+            answer.exchange.finish(End::ok(Some(Default::default())));
+            let mut body = head.concat();
+            if let Some(shaped) = client_error(status.as_u16(), &body, formats) {
+                body = shaped;
+                json_headers(&mut answer.headers);
+            }
+            return Ok(whole(status, answer.headers, body));
         }
-    };
-    if !status.is_success() {
-        // Providers do not bill requests they refused.
-        let head = match json_body::read_head(&mut upstream, ERROR_BODY_WINDOW, &options).await {
+        if let (Some(max), Some(declared)) = (options.max_bytes, declared)
+            && declared > max
+        {
+            return Err(failed(answer.exchange, Outcome::ResponseTooLarge));
+        }
+        let window = if formats.translated() {
+            TRANSLATE_WINDOW
+        } else {
+            json_body::WHOLE_BODY_WINDOW
+        };
+        let head = match json_body::read_head(&mut upstream, window, &options).await {
             Ok(head) => head,
-            Err(outcome) => return Err(failed(exchange, outcome)),
+            Err(outcome) => return Err(failed(answer.exchange, outcome)),
         };
-        exchange.finish(End::ok(Some(Default::default())));
-        let mut body = head.concat();
-        if let Some(shaped) = client_error(status.as_u16(), &body, formats) {
-            body = shaped;
-            json_headers(&mut headers);
+        if !head.ended {
+            if formats.translated() {
+                return Err(failed(answer.exchange, Outcome::ResponseTooLarge));
+            }
+            let encoding = if answer.headers.contains_key(header::CONTENT_ENCODING) {
+                None
+            } else {
+                compress::negotiate(request.get(header::ACCEPT_ENCODING))
+            };
+            if let Some(encoding) = encoding {
+                answer
+                    .headers
+                    .insert(header::CONTENT_ENCODING, encoding.header_value());
+                answer
+                    .headers
+                    .append(header::VARY, HeaderValue::from_static("accept-encoding"));
+            }
+            let usage = match formats.provider {
+                Api::OpenAi => sse::usage_value,
+                Api::Anthropic => crate::wire::anthropic::response::usage_value,
+            };
+            let output = json_body::Output { encoding, usage };
+            let rest = json_body::relay_body(
+                head,
+                upstream,
+                answer.exchange,
+                options,
+                output,
+                answer.in_flight,
+            );
+            let mut response = Response::new(Body::from_stream(rest));
+            *response.status_mut() = status;
+            *response.headers_mut() = answer.headers;
+            return Ok(response);
         }
-        return Ok(whole(status, headers, body));
-    }
-    if let (Some(max), Some(declared)) = (options.max_bytes, declared)
-        && declared > max
-    {
-        return Err(failed(exchange, Outcome::ResponseTooLarge));
-    }
-    let window = if formats.translated() {
-        TRANSLATE_WINDOW
-    } else {
-        json_body::WHOLE_BODY_WINDOW
-    };
-    let head = match json_body::read_head(&mut upstream, window, &options).await {
-        Ok(head) => head,
-        Err(outcome) => return Err(failed(exchange, outcome)),
-    };
-    if !head.ended {
-        if formats.translated() {
-            return Err(failed(exchange, Outcome::ResponseTooLarge));
-        }
-        let encoding = if headers.contains_key(header::CONTENT_ENCODING) {
-            None
+        let bytes = head.concat();
+        answer.exchange.note_output(&bytes);
+        let usage = match (endpoint, formats.provider) {
+            // Counting tokens is free.
+            (Endpoint::CountTokens, _) => Some(Default::default()),
+            (_, Api::OpenAi) => sse::body_usage(&bytes),
+            (_, Api::Anthropic) => crate::wire::anthropic::response::message_usage(&bytes),
+        };
+        let body = if formats.translated() {
+            let Some(translated) = translate_answer(&bytes, formats) else {
+                tracing::warn!("an upstream answer could not be read for translation");
+                return Err(failed(answer.exchange, Outcome::UpstreamBodyFailed));
+            };
+            json_headers(&mut answer.headers);
+            Bytes::from(translated)
         } else {
-            compress::negotiate(request.get(header::ACCEPT_ENCODING))
+            bytes.clone()
         };
-        if let Some(encoding) = encoding {
-            headers.insert(header::CONTENT_ENCODING, encoding.header_value());
-            headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
+        if let Some(mut fill) = answer.fill
+            && !answer.headers.contains_key(header::CONTENT_ENCODING)
+        {
+            fill.push(&body);
+            let content_type = answer
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("application/json");
+            fill.finish(Kind::Json, content_type, usage);
         }
-        let usage = match formats.provider {
-            Api::OpenAi => sse::usage_value,
-            Api::Anthropic => crate::wire::anthropic::response::usage_value,
-        };
-        let output = json_body::Output { encoding, usage };
-        let rest = json_body::relay_body(head, upstream, exchange, options, output, in_flight);
-        let mut response = Response::new(Body::from_stream(rest));
-        *response.status_mut() = status;
-        *response.headers_mut() = headers;
-        return Ok(response);
+        // The answer's cost, for clients that track their own spending.
+        if let (Some(price), Some(usage)) = (answer.price, usage)
+            && let Ok(cost) = HeaderValue::from_str(&usd(price.cost_nanos(&usage)).to_string())
+        {
+            answer.headers.insert("x-llm-router-cost-usd", cost);
+        }
+        answer.exchange.finish(End {
+            captured: if usage.is_none() {
+                vec![bytes]
+            } else {
+                Vec::new()
+            },
+            ..End::ok(usage)
+        });
+        let body = compress_json(body, request, &mut answer.headers).await;
+        Ok(whole(status, answer.headers, body))
     }
-    let bytes = head.concat();
-    exchange.note_output(&bytes);
-    let usage = match (endpoint, formats.provider) {
-        // Counting tokens is free.
-        (Endpoint::CountTokens, _) => Some(Default::default()),
-        (_, Api::OpenAi) => sse::body_usage(&bytes),
-        (_, Api::Anthropic) => crate::wire::anthropic::response::message_usage(&bytes),
-    };
-    let body = if formats.translated() {
-        let Some(translated) = translate_answer(&bytes, formats) else {
-            tracing::warn!("an upstream answer could not be read for translation");
-            return Err(failed(exchange, Outcome::UpstreamBodyFailed));
-        };
-        json_headers(&mut headers);
-        Bytes::from(translated)
-    } else {
-        bytes.clone()
-    };
-    if let Some(mut fill) = fill
-        && !headers.contains_key(header::CONTENT_ENCODING)
-    {
-        fill.push(&body);
-        let content_type = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/json");
-        fill.finish(Kind::Json, content_type, usage);
-    }
-    // The answer's cost, for clients that track their own spending.
-    if let (Some(price), Some(usage)) = (price, usage)
-        && let Ok(cost) = HeaderValue::from_str(&usd(price.cost_nanos(&usage)).to_string())
-    {
-        headers.insert("x-llm-router-cost-usd", cost);
-    }
-    exchange.finish(End {
-        captured: if usage.is_none() {
-            vec![bytes]
-        } else {
-            Vec::new()
-        },
-        ..End::ok(usage)
-    });
-    let body = compress_json(body, request, &mut headers).await;
-    Ok(whole(status, headers, body))
 }
 
 /// A whole answer in the client's wire format.

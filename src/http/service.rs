@@ -17,11 +17,13 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::response::Response;
+use futures_util::FutureExt;
 use http::{Method, Request, header};
 use hyper::body::Incoming;
 use tower::ServiceExt;
 
-use super::{AppState, proxy};
+use super::AppState;
+use super::proxy::{self, Lane};
 use crate::payload::Endpoint;
 use crate::upstream::Upstream;
 
@@ -29,19 +31,9 @@ use crate::upstream::Upstream;
 pub struct Service {
     router: Router,
     /// Set on the public listener, where the proxy endpoints live.
-    direct: Option<Arc<Direct>>,
+    direct: Option<Arc<Lane>>,
     /// The connection this copy serves, when the server said.
     conn: Option<Conn>,
-}
-
-/// What the direct lane needs: the state, and this worker's own upstream
-/// client. Each worker has its own `Arc` of it, so the one reference count a
-/// request takes is on the worker's own cache line. Cloning the state and
-/// the client per request took three, one of them on a line every worker
-/// writes.
-struct Direct {
-    app: AppState,
-    upstream: Upstream,
 }
 
 /// The connection a request came on: the client's address, and whether it
@@ -59,7 +51,7 @@ impl Service {
     pub fn public(router: Router, app: AppState, upstream: Upstream) -> Self {
         Self {
             router,
-            direct: Some(Arc::new(Direct { app, upstream })),
+            direct: Some(Arc::new(Lane { app, upstream })),
             conn: None,
         }
     }
@@ -99,10 +91,7 @@ impl hyper::service::Service<Request<Incoming>> for Service {
         if let Some(direct) = &self.direct
             && let Some(endpoint) = direct_endpoint(&request)
         {
-            let direct = direct.clone();
-            return Box::pin(async move {
-                Ok(proxy::direct(&direct.app, &direct.upstream, endpoint, request).await)
-            });
+            return Box::pin(proxy::direct(direct.clone(), endpoint, request).map(Ok));
         }
         let router = self.router.clone();
         let mut request = request.map(Body::new);

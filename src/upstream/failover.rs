@@ -187,7 +187,7 @@ pub async fn send(
         let reservation = c.usage.reserve(prompt_estimate);
         let first_byte = (now + plan.first_byte).min(plan.deadline);
         let trace = attempt_span(plan, c, attempts);
-        let Some(mut request) = request_for(plan, c) else {
+        let Some(request) = request_for(plan, c) else {
             // Validation refuses such a base_url; should one get here, it is
             // a candidate that cannot be reached.
             trace.fail(Failure::Unreachable.kind());
@@ -195,12 +195,9 @@ pub async fn send(
             reservation.settle(Settlement::failed(plan.penalties));
             continue;
         };
-        if trace.is_on() {
-            trace.inject(request.headers_mut());
-            if let Some(host) = request.uri().host() {
-                trace.set("server.address", host.to_string());
-            }
-        }
+        // Moved, never borrowed, here: a local borrowed in this body would
+        // be kept in the request's future beside the one `send` holds.
+        let request = traced(request, &trace);
         let mut detail = None;
         let failure = match tokio::time::timeout_at(first_byte, upstream.send(request)).await {
             Ok(Ok(response)) => match classify(&response) {
@@ -256,6 +253,17 @@ pub async fn send(
         failures.push(failure);
     }
     Err(FailoverError { failures })
+}
+
+/// `request` carrying the attempt's trace context, when tracing is on.
+fn traced(mut request: http::Request<RequestBody>, trace: &Trace) -> http::Request<RequestBody> {
+    if trace.is_on() {
+        trace.inject(request.headers_mut());
+        if let Some(host) = request.uri().host() {
+            trace.set("server.address", host.to_string());
+        }
+    }
+    request
 }
 
 /// A span for attempt number `n`, at candidate `c`: OpenTelemetry's GenAI

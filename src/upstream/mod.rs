@@ -93,15 +93,19 @@ impl Upstream {
     }
 
     /// Sends one request; the response's body is still to be read.
-    pub async fn send(
+    ///
+    /// Not an `async fn`: this step is synchronous, and an `async fn` would
+    /// keep its own two copies of the request (its argument, and the
+    /// binding the body sees) in every request's future, beside the pool's.
+    pub fn send(
         &self,
         mut request: Request<RequestBody>,
-    ) -> Result<UpstreamResponse, SendError> {
+    ) -> impl Future<Output = Result<UpstreamResponse, SendError>> + Send + '_ {
         request
             .headers_mut()
             .entry(header::USER_AGENT)
             .or_insert(HeaderValue::from_static(USER_AGENT));
-        pool::send(&self.pool, &self.tls, self.settings, request).await
+        pool::send(&self.pool, &self.tls, self.settings, request)
     }
 }
 

@@ -187,76 +187,86 @@ impl Pool {
 }
 
 /// Sends `request` (its URI absolute) on a pooled or a new connection.
-pub(super) async fn send(
-    pool: &Arc<Pool>,
-    tls: &tokio_rustls::TlsConnector,
+///
+/// An `async` block rather than an `async fn`: the block keeps the request
+/// once, where an `async fn` keeps its argument and the binding its body
+/// sees, both for the whole exchange.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn keeps its arguments twice in the future"
+)]
+pub(super) fn send<'a>(
+    pool: &'a Arc<Pool>,
+    tls: &'a tokio_rustls::TlsConnector,
     settings: Settings,
     mut request: Request<RequestBody>,
-) -> Result<Response<Body>, SendError> {
-    let origin = Origin::of(request.uri()).ok_or(SendError::Invalid)?;
-    let slot = pool.slot(&origin);
-    let absolute = request.uri().clone();
-    loop {
-        let (conn, reused) = match take(pool, &slot) {
-            Some(conn) => (conn, true),
-            // Boxed: the connect and TLS handshake futures are large, and
-            // would otherwise grow every request's future (moved at least
-            // twice per request) by their size.
-            None => (Box::pin(connect(pool, &slot, tls, settings)).await?, false),
-        };
-        let returned = match conn {
-            Conn::H2(mut tx, stream) => match tx.try_send_request(request).await {
-                Ok(response) => {
-                    return Ok(response.map(|inner| Body {
-                        inner,
-                        lease: None,
-                        stream: Some(stream),
-                    }));
-                }
-                Err(mut e) => {
-                    let Some(req) = e.take_message().filter(|_| reused) else {
-                        return Err(SendError::Failed(e.into_error().into()));
-                    };
-                    // A shared connection went away: forget it.
-                    lock(&slot.h2).retain(|c| !c.tx.is_closed());
-                    req
-                }
-            },
-            Conn::H1(mut lease) => {
-                if let Some(host) = &slot.host {
-                    request
-                        .headers_mut()
-                        .entry(header::HOST)
-                        .or_insert_with(|| host.clone());
-                }
-                *request.uri_mut() = origin_form(&absolute);
-                match lease.tx.try_send_request(request).await {
+) -> impl Future<Output = Result<Response<Body>, SendError>> + Send + 'a {
+    async move {
+        let origin = Origin::of(request.uri()).ok_or(SendError::Invalid)?;
+        let slot = pool.slot(&origin);
+        let absolute = request.uri().clone();
+        loop {
+            let (conn, reused) = match take(pool, &slot) {
+                Some(conn) => (conn, true),
+                // Boxed: the connect and TLS handshake futures are large, and
+                // would otherwise grow every request's future (moved at least
+                // twice per request) by their size.
+                None => (Box::pin(connect(pool, &slot, tls, settings)).await?, false),
+            };
+            let returned = match conn {
+                Conn::H2(mut tx, stream) => match tx.try_send_request(request).await {
                     Ok(response) => {
-                        let lease = if response.body().is_end_stream() {
-                            lease.release();
-                            None
-                        } else {
-                            Some(lease)
-                        };
                         return Ok(response.map(|inner| Body {
                             inner,
-                            lease,
-                            stream: None,
+                            lease: None,
+                            stream: Some(stream),
                         }));
                     }
                     Err(mut e) => {
                         let Some(req) = e.take_message().filter(|_| reused) else {
                             return Err(SendError::Failed(e.into_error().into()));
                         };
+                        // A shared connection went away: forget it.
+                        lock(&slot.h2).retain(|c| !c.tx.is_closed());
                         req
                     }
+                },
+                Conn::H1(mut lease) => {
+                    if let Some(host) = &slot.host {
+                        request
+                            .headers_mut()
+                            .entry(header::HOST)
+                            .or_insert_with(|| host.clone());
+                    }
+                    *request.uri_mut() = origin_form(&absolute);
+                    match lease.tx.try_send_request(request).await {
+                        Ok(response) => {
+                            let lease = if response.body().is_end_stream() {
+                                lease.release();
+                                None
+                            } else {
+                                Some(lease)
+                            };
+                            return Ok(response.map(|inner| Body {
+                                inner,
+                                lease,
+                                stream: None,
+                            }));
+                        }
+                        Err(mut e) => {
+                            let Some(req) = e.take_message().filter(|_| reused) else {
+                                return Err(SendError::Failed(e.into_error().into()));
+                            };
+                            req
+                        }
+                    }
                 }
-            }
-        };
-        // Not a byte was written on a connection the peer had closed
-        // while it sat idle: send again, on the next idle or a new one.
-        request = returned;
-        *request.uri_mut() = absolute.clone();
+            };
+            // Not a byte was written on a connection the peer had closed
+            // while it sat idle: send again, on the next idle or a new one.
+            request = returned;
+            *request.uri_mut() = absolute.clone();
+        }
     }
 }
 
@@ -413,7 +423,11 @@ where
             }
         }
     };
+    // Biased: the connection first. Both run to the end of the task, so
+    // the order only saves the random draw an unbiased select makes on
+    // each of the task's wake-ups (three per request).
     tokio::select! {
+        biased;
         _ = conn => {}
         () = idle_out => {}
     }
