@@ -15,9 +15,15 @@ use crate::config::Cooldown;
 
 /// Milliseconds on a process-wide monotonic clock (never 0).
 pub fn now_ms() -> u64 {
+    ms_at(Instant::now())
+}
+
+/// [`now_ms`] at `now`, for a caller that has just read the clock anyway
+/// (a clock read is a good part of a proxied request's own work).
+pub fn ms_at(now: Instant) -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
-    let start = START.get_or_init(Instant::now);
-    ms_since(*start, Instant::now())
+    let start = START.get_or_init(|| now);
+    ms_since(*start, now)
 }
 
 /// Milliseconds from `start` to `now`, plus one, so the clock's first
@@ -226,6 +232,15 @@ mod tests {
         assert_eq!(ms_since(t, t + Duration::from_millis(2500)), 2501);
         assert_eq!(ms_since(t + Duration::from_secs(1), t), 1);
         assert!(now_ms() >= 1);
+    }
+
+    #[test]
+    fn a_reading_taken_earlier_is_on_the_same_clock() {
+        let t = Instant::now();
+        let at = ms_at(t);
+        assert!(at >= 1);
+        assert!(at <= now_ms());
+        assert_eq!(ms_at(t + Duration::from_millis(5)), at + 5);
     }
 
     fn cooldown(base_ms: u64, max_ms: u64) -> Cooldown {

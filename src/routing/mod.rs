@@ -11,5 +11,5 @@ pub mod health;
 pub mod select;
 mod table;
 
-pub use health::{Health, HealthState, Now, Reason, now_ms};
+pub use health::{Health, HealthState, Now, Reason, ms_at, now_ms};
 pub use table::{Candidate, Group, HealthBook, Provider, ProviderKey, Routes};

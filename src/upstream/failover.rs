@@ -18,7 +18,7 @@ use super::{RequestBody, SendError, Upstream};
 use crate::config::Cooldown;
 use crate::metrics::Metrics;
 use crate::payload::{Api, Endpoint, Parsed};
-use crate::routing::{Candidate, Group, Reason, now_ms};
+use crate::routing::{Candidate, Group, Reason, ms_at, now_ms};
 use crate::telemetry::traces::Trace;
 use crate::usage::{Penalties, Reservation, Settlement};
 
@@ -178,7 +178,7 @@ pub async fn send(
             failures.push(Failure::Timeout);
             break;
         }
-        let Some(index) = plan.group.pick(&excluded, now_ms()) else {
+        let Some(index) = plan.group.pick(&excluded, ms_at(now.into_std())) else {
             break;
         };
         excluded.push(index);
