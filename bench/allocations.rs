@@ -27,8 +27,8 @@ struct Counting;
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 static BYTES: AtomicU64 = AtomicU64::new(0);
 
-// SAFETY: every call is passed to the binary's allocator unchanged; the counters are
-// atomics that never allocate.
+// SAFETY: every call is passed to the binary's allocator unchanged; the
+// counters are atomics that never allocate.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);

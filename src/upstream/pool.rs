@@ -209,8 +209,8 @@ pub(super) fn send<'a>(
             let (conn, reused) = match take(pool, &slot) {
                 Some(conn) => (conn, true),
                 // Boxed: the connect and TLS handshake futures are large, and
-                // would otherwise grow every request's future (moved at least
-                // twice per request) by their size.
+                // would otherwise grow every request's future (copied whole
+                // into its allocation once per request) by their size.
                 None => (Box::pin(connect(pool, &slot, tls, settings)).await?, false),
             };
             let returned = match conn {
